@@ -1,0 +1,2 @@
+# Sample guests: placeholder until the guest SDK lands.
+guests:
