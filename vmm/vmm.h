@@ -156,6 +156,10 @@ void vmm_cpuid_lookup(const struct vmm_cpuid *t, uint32_t leaf,
  * registers (vcpu_get_regs) are then the state *before* that instruction
  * (RIP = its address) and vcpu_icount() is its position.                   */
 
+/* Return value of both methods: 0 = go on; > 0 = stop right after this
+ * instruction completes (vcpu_run reports VCPU_EXIT_STOP, or VCPU_EXIT_IO
+ * for the KVM backend, which stops at every I/O anyway); < 0 = an error:
+ * the access is abandoned and vcpu_run returns that error. */
 struct vmm_io_ops {
     /* Port access of 1, 2 or 4 bytes.  For reads, set *val. */
     int (*pio)(void *ctx, uint16_t port, unsigned size, bool write,
@@ -240,6 +244,10 @@ struct vcpu_ops {
     void (*fini)(struct vcpu *cpu);
     int (*get_regs)(struct vcpu *cpu, struct vmm_regs *r);
     int (*set_regs)(struct vcpu *cpu, const struct vmm_regs *r);
+    /* Full state.  At an I/O exit whose instruction is not complete yet
+     * (KVM completes IN on the next entry), get_state reports the state
+     * before that instruction and set_state discards the pending
+     * completion, so a restored state is always exact. */
     int (*get_state)(struct vcpu *cpu, struct vmm_cpu_state *s);
     int (*set_state)(struct vcpu *cpu, const struct vmm_cpu_state *s);
     /* Runs until an exit worth reporting; I/O goes to the io ops. */
