@@ -365,6 +365,9 @@ struct vmm_config {
     int serial_in_fd;           /* UART RX: -1 = no input */
     const struct vmm_host_ops *host; /* NULL = the real host */
     void *host_ctx;
+    /* The guest's CPUID table: NULL = build it for this host
+     * (vmm_cpuid_build); a replay passes the table stored in its trace. */
+    const struct vmm_cpuid *cpuid;
 };
 
 /* Creates RAM (zeroed, one anonymous mapping), devices and the vCPU.
