@@ -169,3 +169,15 @@ void vcpu_kick(struct vcpu *cpu)
     if (cpu->ops->kick)
         cpu->ops->kick(cpu);
 }
+
+int vcpu_irq_ready(struct vcpu *cpu)
+{
+    if (cpu->ops == &vcpu_kvm_ops)
+        return vcpu_kvm_irq_ready(cpu);
+    struct vmm_cpu_state st;
+    int rc = cpu->ops->get_state(cpu, &st);
+    if (rc)
+        return rc;
+    return (st.regs.rflags & 0x200) && !st.events.interrupt_shadow &&
+           !st.events.irq_pending;
+}
