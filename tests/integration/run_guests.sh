@@ -1,0 +1,207 @@
+#!/bin/bash
+# `ttvm run` end to end on KVM:
+#  - tiny guests assembled here (tests/integration/tiny/*.S) for each
+#    behaviour the run loop must get right: both boot paths, command line,
+#    serial input, timer interrupts with HLT, cli;hlt, triple fault, an
+#    instruction KVM cannot execute, unknown ports, the timeout;
+#  - bad input: each a one-line error and its documented exit status;
+#  - every sample guest in $BUILD/guests (guest SDK) by both boot paths:
+#    same serial output and exit status from the ELF64 and the Multiboot
+#    image;
+#  - with qemu-system-x86_64 installed, the Multiboot hello gives the same
+#    output and status under QEMU as under ttvm.
+set -u
+export LC_ALL=C # byte-wise grep on images
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+T=tests/integration/tiny
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+if [ ! -e /dev/kvm ]; then
+    echo "skip: /dev/kvm does not exist on this machine"
+    exit 77
+fi
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+build64() { # NAME [link address]
+    as --64 -o "$TMP/$1.o" "$T/$1.S" &&
+        ld -m elf_x86_64 -Ttext-segment="${2:-0x100000}" -e _start \
+            -o "$TMP/$1.elf" "$TMP/$1.o"
+}
+build32() {
+    as --32 -o "$TMP/$1.o" "$T/$1.S" &&
+        ld -m elf_i386 -Ttext-segment=0x100000 -e _start -o "$TMP/$1.mb" \
+            "$TMP/$1.o"
+}
+for g in hello64 timer64 clihlt triple int3 ports echo64; do
+    build64 $g || { echo "cannot assemble $g"; exit 1; }
+done
+build32 hello32 || { echo "cannot assemble hello32"; exit 1; }
+build64 hello64 0x400000 && mv "$TMP/hello64.elf" "$TMP/high.elf" &&
+    build64 hello64
+
+# run STATUS ARGS...: ttvm run ARGS with stdin from /dev/null; checks the
+# exit status; stdout in $TMP/out, stderr in $TMP/err.
+run() {
+    local want=$1; shift
+    timeout 60 "$TTVM" run "$@" </dev/null >"$TMP/out" 2>"$TMP/err"
+    local got=$?
+    [ "$got" -eq "$want" ] || {
+        fail "ttvm run $* exited $got, want $want: $(head -c 300 "$TMP/err")"
+        return 1
+    }
+}
+out_is() { # TEXT: stdout must be exactly TEXT
+    [ "$(cat "$TMP/out")" = "$1" ] ||
+        fail "output '$(head -c 200 "$TMP/out")', want '$1'"
+}
+err_has() { # TEXT: stderr holds TEXT, on one line
+    grep -q -- "$1" "$TMP/err" || fail "stderr lacks '$1': $(head -c 300 "$TMP/err")"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "stderr is not one line: $(cat "$TMP/err")"
+}
+
+echo "== boot paths"
+run 67 "$TMP/hello64.elf" --cmdline "abc def" && out_is "abc def|hello from ttvm"
+run 67 --boot elf64 "$TMP/hello64.elf" && out_is "|hello from ttvm"
+run 67 "$TMP/hello32.mb" --cmdline "abc def" && out_is "abc def|hello from ttvm"
+run 67 --boot multiboot "$TMP/hello32.mb" && out_is "|hello from ttvm"
+run 67 --mem 4G "$TMP/hello64.elf" && out_is "|hello from ttvm"
+run 67 --mem 2M "$TMP/hello64.elf" && out_is "|hello from ttvm"
+run 67 "$TMP/hello64.elf" --serial-out "$TMP/serial" &&
+    [ "$(cat "$TMP/serial")" = "|hello from ttvm" ] || fail "--serial-out"
+
+echo "== serial input"
+printf 'hello, world.' >"$TMP/in"
+run 1 --input "$TMP/in" "$TMP/echo64.elf" && out_is "HELLO, WORLD"
+"$TTVM" run "$TMP/echo64.elf" <"$TMP/in" >"$TMP/out" 2>"$TMP/err"
+[ $? -eq 1 ] && out_is "HELLO, WORLD" || fail "serial input from stdin"
+
+echo "== timer interrupts, halts, faults"
+start=$(date +%s%N)
+run 1 "$TMP/timer64.elf" && out_is "T"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$ms" -ge 90 ] && [ "$ms" -lt 5000 ] ||
+    fail "100 ticks at 1 kHz took $ms ms"
+run 12 "$TMP/clihlt.elf" && err_has "halted with interrupts disabled" &&
+    err_has "RIP=0x"
+run 8 "$TMP/triple.elf" && err_has "triple" && err_has "CR2=0x7fffffffff00"
+if [ -d /sys/module/kvm_pvm ]; then
+    run 14 "$TMP/int3.elf" && err_has "bytes \[cc\] (int3)" &&
+        err_has "CPL0" && err_has "RIP=0x"
+else
+    run 8 "$TMP/int3.elf" # #BP with no IDT
+fi
+run 1 "$TMP/ports.elf" || true
+for p in 0x1234 0x99 0x98; do
+    [ "$(grep -c "unknown I/O port $p " "$TMP/err")" -eq 1 ] ||
+        fail "port $p not reported exactly once: $(cat "$TMP/err")"
+done
+[ "$(wc -l <"$TMP/err")" -eq 3 ] || fail "unknown ports: $(cat "$TMP/err")"
+printf '\xeb\xfe' >"$TMP/spin.bin" # jmp $ (raw; wrapped below)
+# a guest that never exits: the ELF64 hello with its first bytes as jmp $
+cp "$TMP/hello64.elf" "$TMP/spin.elf"
+off=$(grep -obUaP '\x81\xfe\x02\xb0\xad\x2b' "$TMP/spin.elf" | head -1 | cut -d: -f1)
+if [ -n "$off" ]; then
+    dd if="$TMP/spin.bin" of="$TMP/spin.elf" bs=1 seek="$off" conv=notrunc 2>/dev/null
+    run 10 --timeout 0.3 "$TMP/spin.elf" && err_has "timeout"
+else
+    fail "cannot find the entry code in hello64.elf"
+fi
+
+echo "== bad input"
+bad() { # STATUS TEXT ARGS...: one-line error naming TEXT, no crash
+    local want=$1 text=$2; shift 2
+    run "$want" "$@" && err_has "$text"
+}
+head -c 8192 /dev/urandom >"$TMP/random"
+printf '\x00' | dd of="$TMP/random" bs=1 seek=0 conv=notrunc 2>/dev/null
+head -c 100 "$TMP/hello64.elf" >"$TMP/trunc.elf"
+cp "$TMP/hello64.elf" "$TMP/arm.elf"
+printf '\xb7' | dd of="$TMP/arm.elf" bs=1 seek=18 conv=notrunc 2>/dev/null
+cp "$TMP/hello32.mb" "$TMP/badsum.mb"
+moff=$(grep -obUaP '\x02\xb0\xad\x1b' "$TMP/badsum.mb" | head -1 | cut -d: -f1)
+printf '\x00' | dd of="$TMP/badsum.mb" bs=1 seek=$((moff + 8)) conv=notrunc 2>/dev/null
+: >"$TMP/empty"
+bad 4 "no Multiboot header" "$TMP/random"
+bad 4 "truncated" "$TMP/trunc.elf"
+bad 4 "not an x86" "$TMP/arm.elf"
+bad 4 "bad checksum" "$TMP/badsum.mb"
+bad 4 "empty image" "$TMP/empty"
+bad 4 "outside guest RAM" --mem 2M "$TMP/high.elf"
+bad 4 "no Multiboot header" --boot multiboot "$TMP/hello64.elf"
+bad 4 "expected a 64-bit" --boot elf64 "$TMP/hello32.mb"
+bad 2 "No such file" "$TMP/nonexistent"
+bad 2 "not a regular file" "$TMP"
+bad 2 "multiple of 2M" --mem 3M "$TMP/hello64.elf"
+bad 2 "multiple of 2M" --mem lots "$TMP/hello64.elf"
+bad 2 "timeout" --timeout -1 "$TMP/hello64.elf"
+bad 2 "boot" --boot bios "$TMP/hello64.elf"
+bad 2 "unknown" --frobnicate "$TMP/hello64.elf"
+bad 2 "exactly one GUEST"
+bad 2 "exactly one GUEST" "$TMP/hello64.elf" "$TMP/hello32.mb"
+bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
+
+echo "== sample guests"
+G=$BUILD/guests
+n=0
+for elf in "$G"/*.elf; do
+    [ -e "$elf" ] || break
+    name=$(basename "$elf" .elf)
+    mb=$G/$name.mb
+    [ -e "$mb" ] || { fail "$name: no $mb"; continue; }
+    in=/dev/null
+    [ -e "guests/inputs/$name.txt" ] && in=guests/inputs/$name.txt
+    timeout 120 "$TTVM" run --timeout 60 --input "$in" "$elf" \
+        >"$TMP/$name.elf.out" 2>"$TMP/$name.elf.err"
+    s1=$?
+    timeout 120 "$TTVM" run --timeout 60 --input "$in" "$mb" \
+        >"$TMP/$name.mb.out" 2>"$TMP/$name.mb.err"
+    s2=$?
+    n=$((n + 1))
+    [ $((s1 % 2)) -eq 1 ] && [ $s1 -lt 128 ] ||
+        fail "$name.elf: status $s1: $(head -c 300 "$TMP/$name.elf.err")"
+    [ "$s1" -eq "$s2" ] || fail "$name: status $s1 (ELF64) vs $s2 (Multiboot)"
+    cmp -s "$TMP/$name.elf.out" "$TMP/$name.mb.out" ||
+        fail "$name: output differs between the ELF64 and Multiboot boots"
+    [ -s "$TMP/$name.elf.out" ] || fail "$name: no serial output"
+    echo "  $name: status $s1, $(wc -c <"$TMP/$name.elf.out") bytes of output"
+done
+[ $n -gt 0 ] || echo "  (no sample guests in $G yet: only the tiny guests ran)"
+
+echo "== QEMU"
+if command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    accel=kvm
+    [ -d /sys/module/kvm_pvm ] && accel=tcg # QEMU's BIOS would be emulated
+    timeout 60 qemu-system-x86_64 -accel $accel -m 64 -kernel "$TMP/hello32.mb" \
+        -append "abc def" -display none -monitor none -no-reboot \
+        -chardev file,id=c,path="$TMP/qemu.out" -serial chardev:c \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null \
+        >/dev/null 2>"$TMP/qemu.err"
+    qs=$?
+    [ $qs -eq 67 ] || fail "QEMU ($accel) exit $qs: $(head -c 300 "$TMP/qemu.err")"
+    run 67 "$TMP/hello32.mb" --cmdline "abc def"
+    # QEMU passes the kernel's file name before -append's text.
+    grep -q "abc def|hello from ttvm" "$TMP/qemu.out" ||
+        fail "QEMU output '$(cat "$TMP/qemu.out")'"
+    if [ -e "$G/hello.mb" ]; then
+        timeout 60 qemu-system-x86_64 -accel $accel -m 64 -kernel "$G/hello.mb" \
+            -display none -monitor none -no-reboot \
+            -chardev file,id=c,path="$TMP/qh.out" -serial chardev:c \
+            -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null \
+            >/dev/null 2>&1
+        qs=$?
+        "$TTVM" run "$G/hello.mb" </dev/null >"$TMP/th.out" 2>/dev/null
+        ts=$?
+        [ $qs -eq $ts ] || fail "sample hello: QEMU status $qs, ttvm $ts"
+        cmp -s "$TMP/qh.out" "$TMP/th.out" ||
+            fail "sample hello: output differs between QEMU and ttvm"
+    fi
+else
+    echo "  qemu-system-x86_64 not installed: comparison skipped"
+fi
+
+[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "all good"
