@@ -96,23 +96,7 @@ static int pv_open(struct pv *v, int kfd)
         return -errno;
     struct vmm_cpuid t;
     vmm_cpuid_build(&t);
-    struct kvm_cpuid2 *c = calloc(1, sizeof *c + t.nent *
-                                                     sizeof c->entries[0]);
-    if (!c)
-        return -ENOMEM;
-    c->nent = t.nent;
-    for (uint32_t i = 0; i < t.nent; i++) {
-        c->entries[i].function = t.ent[i].function;
-        c->entries[i].index = t.ent[i].index;
-        c->entries[i].flags = t.ent[i].flags ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX
-                                             : 0;
-        c->entries[i].eax = t.ent[i].eax;
-        c->entries[i].ebx = t.ent[i].ebx;
-        c->entries[i].ecx = t.ent[i].ecx;
-        c->entries[i].edx = t.ent[i].edx;
-    }
-    int rc = ioctl(v->cpu, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
-    free(c);
+    int rc = vmm_kvm_set_cpuid(v->cpu, &t);
     if (rc)
         return rc;
     v->run_size = ioctl(kfd, KVM_GET_VCPU_MMAP_SIZE, 0);

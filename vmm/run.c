@@ -58,14 +58,7 @@ static void timer_handler(int sig)
 static int timer_signal(void) { return SIGRTMIN + 3; }
 
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
-static void sig_install(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = timer_handler; /* no SA_RESTART: KVM_RUN must return */
-    sigemptyset(&sa.sa_mask);
-    sigaction(timer_signal(), &sa, NULL);
-}
+static void sig_install(void) { vmm_signal_install(timer_signal(), timer_handler); }
 
 static uint64_t now_ns(struct runner *r)
 {

@@ -140,20 +140,21 @@ static int kick_signal(void) { return SIGRTMIN + 2; }
 static void kick_handler(int sig) { (void)sig; }
 
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
-static void kick_install(void)
+static void kick_install(void) { vmm_signal_install(kick_signal(), kick_handler); }
+
+void vmm_signal_install(int sig, void (*handler)(int))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = kick_handler; /* no SA_RESTART: KVM_RUN must return */
+    sa.sa_handler = handler; /* no SA_RESTART: KVM_RUN must return */
     sigemptyset(&sa.sa_mask);
-    sigaction(kick_signal(), &sa, NULL);
+    sigaction(sig, &sa, NULL);
 }
 
 /* ---- create / destroy ---- */
 
-static int set_cpuid(struct vcpu *cpu, int fd)
+int vmm_kvm_set_cpuid(int cpu_fd, const struct vmm_cpuid *t)
 {
-    const struct vmm_cpuid *t = &cpu->cpuid;
     struct kvm_cpuid2 *c =
         calloc(1, sizeof *c + t->nent * sizeof(struct kvm_cpuid_entry2));
     if (!c)
@@ -171,7 +172,7 @@ static int set_cpuid(struct vcpu *cpu, int fd)
         e->ecx = t->ent[i].ecx;
         e->edx = t->ent[i].edx;
     }
-    int rc = ioctl(fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
+    int rc = ioctl(cpu_fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
     free(c);
     return rc;
 }
@@ -262,7 +263,7 @@ static int kvm_init(struct vcpu *cpu)
         rc = -errno;
         goto fail;
     }
-    if ((rc = set_cpuid(cpu, p->cpu_fd)))
+    if ((rc = vmm_kvm_set_cpuid(p->cpu_fd, &cpu->cpuid)))
         goto fail;
     int sz = ioctl(kfd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (sz < (int)sizeof(struct kvm_run)) {
@@ -663,13 +664,14 @@ static int exit_emu_fail(struct vcpu *cpu, struct vcpu_exit *e)
     for (unsigned i = 0; i < e->emu.len; i++)
         snprintf(hex + (i ? 3 * i - 1 : 0), 4, "%s%02x", i ? " " : "",
                  e->emu.insn[i]);
-    snprintf(e->detail, sizeof e->detail,
+    /* The return value is used so a long reason may be cut silently. */
+    int n_out = snprintf(e->detail, sizeof e->detail,
              "emulation failure at RIP=0x%llx CPL%d bytes [%s]%s%s%s: %s",
              (unsigned long long)regs.rip, e->emu.cpl, hex,
              text[0] ? " (" : "", text, text[0] ? ")" : "",
              emu_reason(e->emu.insn, e->emu.len, e->emu.cpl,
                         vmm_host_probe()->pvm));
-    return 0;
+    return n_out < 0 ? VMM_E_KVM : 0;
 }
 
 static int exit_internal(struct vcpu *cpu, struct vcpu_exit *e)

@@ -55,6 +55,11 @@ int vmm_kvm_fd(void);
 /* KVM_CHECK_EXTENSION on /dev/kvm; 0 when absent. */
 int vmm_kvm_cap(int cap);
 bool vcpu_kvm_irq_ready(struct vcpu *cpu);
+/* KVM_SET_CPUID2 of table t on a vCPU fd.  0 or -errno. */
+int vmm_kvm_set_cpuid(int cpu_fd, const struct vmm_cpuid *t);
+/* Installs handler for sig without SA_RESTART (so KVM_RUN and sleeps
+ * return on it). */
+void vmm_signal_install(int sig, void (*handler)(int));
 
 /* What the probe measured about KVM exits (probe.c); see vcpu_kvm.c for
  * why it matters.  Cached per process. */

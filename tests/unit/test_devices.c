@@ -280,7 +280,8 @@ Test(pit, read_back_status_and_count)
     uint8_t status = inb(0x40);
     cr_assert_eq(status & 0x7f, 0x36, "rw=3 mode=3 binary, counted");
     cr_assert(status & 0x80, "mode 3 output high in the first half");
-    unsigned c = inb(0x40) | inb(0x40) << 8;
+    unsigned lo = inb(0x40), hi = inb(0x40);
+    unsigned c = lo | hi << 8;
     cr_assert_eq(c, 4096 - 20, "mode 3 counts by two");
 }
 
