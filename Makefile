@@ -80,12 +80,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(MODULE_LIBS)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJS) $(MODULE_LIBS) \
 		$(LDLIBS) -lcriterion
 
+# Test tools may use tests/support too (as an archive: a tool pulls in only
+# the helpers it references, so none needs Criterion).
+TEST_SUPPORT_LIB := $(BUILD)/tests/support/libsupport.a
+$(TEST_SUPPORT_LIB): $(TEST_SUPPORT_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@
+	$(Q)$(if $^,ar rcs $@ $^,ar rcs $@)
+
 TEST_TOOLS_SRCS := $(wildcard tests/tools/*.c)
 TEST_TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TEST_TOOLS_SRCS))
-$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(MODULE_LIBS)
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(TEST_SUPPORT_LIB) $(MODULE_LIBS)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(MODULE_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_LIB) $(MODULE_LIBS) $(LDLIBS)
 
 test: all $(UNIT_BINS) $(TEST_TOOLS)
 	$(Q)BUILD=$(BUILD) ./tests/run
