@@ -919,15 +919,23 @@ Test(server, ack_mode_session_then_detach)
     server_stop();
 }
 
-Test(server, ctrl_c_interrupts_a_continue)
+/* A server on a slow fake (0.2 ms per instruction, 1e8 of them) and a
+ * no-ack client whose `resume` has been running for ms milliseconds. */
+static int slow_running_client(const char *resume, long ms)
 {
     server_start(&(struct dbg_fake_config){.end = 100000000, .delay_us = 200});
     int fd = client();
-    char r[512];
     noack(fd);
-    csend_pkt(fd, "vCont;c");
-    struct timespec ts = {0, 200 * 1000 * 1000};
+    csend_pkt(fd, resume);
+    struct timespec ts = {0, ms * 1000 * 1000};
     nanosleep(&ts, NULL);
+    return fd;
+}
+
+Test(server, ctrl_c_interrupts_a_continue)
+{
+    int fd = slow_running_client("vCont;c", 200);
+    char r[512];
     csend(fd, "\x03", 1);
     cr_assert(cread_pkt(fd, r, sizeof r, true));
     cr_assert_eq(strncmp(r, "T02", 3), 0, "SIGINT stop: %s", r);
@@ -1006,13 +1014,8 @@ Test(server, one_client_at_a_time)
 
 Test(server, stop_ends_a_running_continue)
 {
-    server_start(&(struct dbg_fake_config){.end = 100000000, .delay_us = 200});
-    int fd = client();
+    int fd = slow_running_client("c", 100);
     char r[512];
-    noack(fd);
-    csend_pkt(fd, "c");
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL);
     server_stop();
     cr_assert(cread_pkt(fd, r, sizeof r, true) == false ||
                   !strncmp(r, "T02", 3),
