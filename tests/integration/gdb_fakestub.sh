@@ -65,6 +65,12 @@ run_gdb "$port" main 1000
 run_gdb "$port" second 1000   # a second connection after a detach
 run_gdb "$port" third 1000    # and a third after a kill
 grep -q "gdb connected" "$tmp/main.log" || { echo "no connection log"; exit 1; }
+# After its three clients the stub exits by itself, cleanly (under ASan this
+# also catches leaks and memory errors).
+main_pid=${pids[0]}
+for _ in $(seq 100); do kill -0 "$main_pid" 2>/dev/null || break; sleep 0.05; done
+wait "$main_pid"; rc=$?
+[ $rc -eq 0 ] || { echo "fakestub exited with $rc:"; cat "$tmp/main.log"; exit 1; }
 
 start_stub intr --end 100000000 --delay-us 100 --clients 1
 run_gdb "$(cat "$tmp/intr.port")" interrupt 100000000
