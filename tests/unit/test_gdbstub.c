@@ -1229,3 +1229,48 @@ Test(server, listen_errors_are_reported)
     cr_assert(strstr(err, "cannot listen"), "%s", err);
     server_stop();
 }
+
+struct serve_arg {
+    int fd, rc;
+};
+
+static void *serve_main(void *p)
+{
+    struct serve_arg *a = p;
+    a->rc = dbg_stub_serve_fd(stub, a->fd);
+    return NULL;
+}
+
+Test(server, serve_fd_on_a_socketpair)
+{
+    make(NULL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct serve_arg a = {.fd = sv[0], .rc = 1};
+    pthread_t th;
+    pthread_create(&th, NULL, serve_main, &a);
+    char r[512];
+    csend_pkt(sv[1], "Z0,100008,1");
+    cr_assert(cread_pkt(sv[1], r, sizeof r, false));
+    cr_assert_str_eq(r, "OK");
+    csend_pkt(sv[1], "c");
+    cr_assert(cread_pkt(sv[1], r, sizeof r, false));
+    cr_assert(!strncmp(r, "T05", 3) && strstr(r, "swbreak"), "%s", r);
+    csend_pkt(sv[1], "D");
+    cr_assert(cread_pkt(sv[1], r, sizeof r, false));
+    pthread_join(th, NULL);
+    cr_assert_eq(a.rc, 0, "clean end after D");
+    /* A client that just goes away. */
+    close(sv[1]);
+    close(sv[0]);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    a.fd = sv[0];
+    pthread_create(&th, NULL, serve_main, &a);
+    csend(sv[1], "$m10", 4);
+    close(sv[1]);
+    pthread_join(th, NULL);
+    cr_assert_eq(a.rc, DBG_E_CLOSED);
+    close(sv[0]);
+    cr_assert_eq(dbg_stub_serve_fd(stub, -1), DBG_E_ARG);
+    teardown();
+}
