@@ -10,6 +10,9 @@
 # (once; it is a no-op when they are present).
 
 BUILD ?= build
+# The module library rules below are generated before `all`; without this
+# a bare `make` would build only the first library.
+.DEFAULT_GOAL := all
 CC    ?= gcc
 V     ?= 0
 Q      = $(if $(filter 1,$(V)),,@)
