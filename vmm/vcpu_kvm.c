@@ -84,6 +84,7 @@ struct kvm_priv {
     bool emu_fail_bytes;/* KVM_CAP_EXIT_ON_EMULATION_FAILURE enabled */
     bool manual_protect;
     uint64_t rip_adjust;/* subtract from RIP while at a write exit */
+    bool run_fresh;     /* the run page's IF/readiness describe the state */
     uint32_t dbg_flags; /* current KVM_SET_GUEST_DEBUG control */
     uint64_t bp[4];
     unsigned nbp;
@@ -333,6 +334,7 @@ static int kvm_set_regs(struct vcpu *cpu, const struct vmm_regs *r)
     int rc = complete_io(p);
     if (rc)
         return rc;
+    p->run_fresh = false;
     if (p->sync_valid) {
         memcpy(&p->run->s.regs.regs, r, sizeof *r);
         p->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
@@ -495,6 +497,7 @@ static int kvm_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
     int rc = complete_io(p);
     if (rc)
         return rc;
+    p->run_fresh = false;
     struct kvm_debugregs d;
     memset(&d, 0, sizeof d);
     memcpy(d.db, s->dr, sizeof d.db);
@@ -510,10 +513,14 @@ static int kvm_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
     return set_sync_part(p, s);
 }
 
+/* The run page's flags describe the state KVM last exited with; after
+ * registers were set they may not, so say "not ready" and let the caller
+ * ask for an interrupt window, which KVM answers at once when IF=1. */
 bool vcpu_kvm_irq_ready(struct vcpu *cpu)
 {
-    struct kvm_run *r = P(cpu)->run;
-    return r->ready_for_interrupt_injection && r->if_flag;
+    struct kvm_priv *p = P(cpu);
+    return p->run_fresh && p->run->ready_for_interrupt_injection &&
+           p->run->if_flag;
 }
 
 /* ---- exits ---- */
@@ -786,6 +793,7 @@ static int kvm_run_op(struct vcpu *cpu, const struct vcpu_run_opts *o,
         p->running = 0;
         p->io_pending = false;
         p->sync_valid = p->sync;
+        p->run_fresh = true;
         if (r < 0) {
             p->run->immediate_exit = 0;
             if (err == EINTR || err == EAGAIN) {
@@ -825,7 +833,8 @@ static int kvm_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
     struct kvm_priv *p = P(cpu);
     if (n > 4)
         return VMM_E_UNSUPPORTED;
-    memcpy(p->bp, addr, n * sizeof *addr);
+    if (n)
+        memcpy(p->bp, addr, n * sizeof *addr);
     p->nbp = n;
     return set_debug(p, p->dbg_flags & KVM_GUESTDBG_SINGLESTEP);
 }

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -203,4 +204,57 @@ Test(kvm, kick_and_set_state_at_io_exit)
     cr_assert_eq(r.rip, CODE);
     cr_assert_eq(r.rax, 0x1111);
     expect_io(0x3f8, false, CODE); /* executes the IN again */
+}
+
+Test(kvm, dirty_log_sees_guest_writes)
+{
+    /* mov [rbx],al with rbx = 0x234567; out dx,al; jmp $ */
+    static const uint8_t c[] = { 0x88, 0x03, 0xee, 0xeb, 0xfe };
+    start(c, sizeof c, 0);
+    if (!(vcpu_caps(cpu) & VCPU_CAP_DIRTY_LOG))
+        cr_skip_test("no dirty log on this host");
+    uint64_t pages = vmm_ram_size(vm) / 4096;
+    uint64_t *bm = calloc((pages + 63) / 64, 8);
+    cr_assert_eq(vcpu_dirty_log(cpu, bm), 0, "first call starts logging");
+    struct vmm_regs r;
+    vcpu_get_regs(cpu, &r);
+    r.rbx = 0x234567;
+    vcpu_set_regs(cpu, &r);
+    expect_io(0x3f8, true, CODE + 2);
+    memset(bm, 0, (pages + 63) / 64 * 8);
+    cr_assert_eq(vcpu_dirty_log(cpu, bm), 0);
+    cr_assert(bm[0x234 / 64] & (1ull << (0x234 % 64)), "written page dirty");
+    cr_assert_eq(bm[0x300 / 64] & (1ull << (0x300 % 64)), 0, "untouched clean");
+    memset(bm, 0xff, (pages + 63) / 64 * 8);
+    cr_assert_eq(vcpu_dirty_log(cpu, bm), 0);
+    cr_assert_eq(bm[0x234 / 64] & (1ull << (0x234 % 64)), 0,
+                 "cleared by the previous call");
+    free(bm);
+}
+
+Test(kvm, single_step_and_breakpoint_at_cpl0)
+{
+    static const uint8_t c[] = { 0x90, 0x90, 0x90, 0xee, 0xeb, 0xfe };
+    start(c, sizeof c, 0);
+    if (!(vcpu_caps(cpu) & VCPU_CAP_STEP))
+        cr_skip_test("no single-step on this host");
+    struct vcpu_run_opts step = { .single_step = true };
+    struct vcpu_exit e;
+    struct vmm_regs r;
+    for (unsigned i = 1; i <= 2; i++) {
+        cr_assert_eq(vcpu_run(cpu, &step, &e), 0);
+        cr_assert_eq(e.reason, VCPU_EXIT_STEP, "exit %d", e.reason);
+        vcpu_get_regs(cpu, &r);
+        cr_assert_eq(r.rip, CODE + i);
+    }
+    if (!(vcpu_caps(cpu) & VCPU_CAP_BREAK))
+        return;
+    uint64_t bp = CODE + 3;
+    cr_assert_eq(vcpu_set_breakpoints(cpu, &bp, 1), 0);
+    cr_assert_eq(vcpu_run(cpu, NULL, &e), 0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT, "exit %d", e.reason);
+    vcpu_get_regs(cpu, &r);
+    cr_assert_eq(r.rip, CODE + 3);
+    cr_assert_eq(vcpu_set_breakpoints(cpu, NULL, 0), 0);
+    expect_io(0x3f8, true, CODE + 3);
 }
