@@ -1,0 +1,229 @@
+/*
+ * vcpu_unicorn_int.h — private to the Unicorn backend (vcpu_unicorn*.c).
+ *
+ * A header of its own rather than a section of vmm_int.h: it needs
+ * <unicorn/unicorn.h> and <capstone/capstone.h>, which the rest of vmm/
+ * (KVM backend, devices, loaders) must not depend on.
+ *
+ * How positions are counted (the heart of this backend): a UC_HOOK_BLOCK
+ * hook sees every translation block (TB) Unicorn is about to execute.  Each
+ * block is decoded once with Capstone (cached per address, verified against
+ * the guest bytes on every entry), so the position advances by the block's
+ * instruction count when the next block begins.  A stop inside a block uses
+ * a per-address UC_HOOK_CODE hook at the target instruction; stops, faults
+ * and I/O inside a block are located from the instruction list.
+ * Unicorn's own `count` argument is never used: adding its hook does not
+ * reach blocks translated before, and removing it flushes every TB (~15 ms).
+ */
+#ifndef TTVM_VCPU_UNICORN_INT_H
+#define TTVM_VCPU_UNICORN_INT_H
+
+#include <capstone/capstone.h>
+#include <unicorn/unicorn.h>
+
+#include "vmm/vmm_int.h"
+
+/* ---- decoded translation blocks ---------------------------------------- */
+
+enum {
+    UBLK_REP_FIRST = 1u << 0, /* first instruction is a rep string insn */
+    UBLK_REP_A32 = 1u << 1,   /* ... with a 32-bit address size (ECX) */
+};
+
+/* Kinds of instructions that need a code hook of their own ("sites"). */
+enum usite_kind {
+    USITE_IO = 1u << 0,     /* IN/OUT/INS/OUTS: exact regs in the callback */
+    USITE_NOREPLAY = 1u << 1, /* RDTSC, RDTSCP, RDRAND, RDSEED, RDPID, RDPMC */
+    USITE_MSR = 1u << 2,    /* RDMSR/WRMSR: emulated outside (EFER.SCE) */
+    USITE_CR = 1u << 3,     /* MOV to CR0/CR3/CR4: re-check paging after */
+    USITE_MMIO = 1u << 4,   /* seen accessing MMIO: exact regs next time */
+};
+
+struct ublk {
+    uint64_t addr;
+    uint32_t size;
+    uint16_t ninsn;
+    uint16_t flags;      /* UBLK_* */
+    unsigned sites;      /* union of usite_kind over its instructions */
+    uint8_t *bytes;      /* copy of the guest bytes, to detect changes */
+    uint16_t *off;       /* ninsn + 1 instruction offsets (off[ninsn] = size) */
+    uint8_t *kind;       /* per instruction: usite_kind bits */
+    struct ublk *next;   /* hash chain */
+};
+
+#define UBLK_HASH 4096
+
+struct ublk_cache {
+    csh cs;
+    struct ublk *tab[UBLK_HASH];
+    size_t count;
+};
+
+int ublk_cache_init(struct ublk_cache *c);
+void ublk_cache_fini(struct ublk_cache *c);
+/* The decoded block at addr of size bytes, decoding (again) when new or
+ * when the guest bytes changed (*changed: a block was cached there with
+ * other bytes).  NULL when it cannot be decoded (outside RAM, or Capstone
+ * disagrees with the block size); *why says why. */
+struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
+                      uint64_t ram_size, uint64_t addr, uint32_t size,
+                      bool *changed, const char **why);
+/* Drops cached blocks overlapping [gpa, gpa+len). */
+void ublk_drop(struct ublk_cache *c, uint64_t gpa, uint64_t len);
+/* Index of the instruction starting at addr in b, ninsn for its end, -1
+ * when addr is not an instruction boundary of b. */
+int ublk_index(const struct ublk *b, uint64_t addr);
+/* Decodes the one instruction at addr (length, mnemonic) for reports. */
+int ublk_insn_at(struct ublk_cache *c, const uint8_t *ram, uint64_t ram_size,
+                 uint64_t addr, unsigned *len, char *text, size_t cap);
+
+/* ---- where Unicorn keeps what its API does not expose ------------------- */
+
+/* Offsets into the CPU context blob (uc_context_save), found and checked
+ * once per process by probing a scratch instance (vcpu_unicorn_state.c). */
+struct ulayout {
+    size_t data;          /* offset of CPUX86State inside the uc_context */
+    size_t size;          /* bytes valid from data */
+    size_t hflags;        /* uint32_t */
+    size_t segs;          /* SegmentCache[6] ES CS SS DS FS GS, then LDT TR */
+    size_t seg_stride;    /* sizeof(SegmentCache) */
+    size_t efer;          /* uint64_t */
+    size_t error_code;    /* int: error code of the last exception */
+    size_t old_exception; /* int: QEMU's never-reset "exception in flight" */
+};
+int ulayout_get(const struct ulayout **out, char *why, size_t cap);
+
+/* ---- the vCPU ------------------------------------------------------------ */
+
+enum ustop_kind {
+    USTOP_NONE = 0,
+    USTOP_AT,        /* stopped before the instruction at `pos` */
+    USTOP_EXC,       /* exception/interrupt reported by Unicorn */
+    USTOP_SYSCALL,   /* syscall executed as a no-op: emulate */
+    USTOP_INVALID,   /* #UD (or sysret to emulate) */
+    USTOP_ERROR,     /* internal error: detail */
+};
+
+enum ustop_why {
+    UWHY_LIMIT = 1,  /* target position reached */
+    UWHY_RESTART,    /* hooks were armed: run again from here */
+    UWHY_BREAK,
+    UWHY_IOSTOP,     /* an io callback asked to stop after its insn */
+    UWHY_NOREPLAY,
+    UWHY_MSR,
+    UWHY_PAGING,
+    UWHY_KICK,
+    UWHY_IOERR,
+};
+
+#define UNI_MAX_BP 64
+#define UNI_MAX_SITES 4096
+
+struct usite {
+    uint64_t addr;
+    uc_hook h;
+};
+
+struct uni {
+    struct vcpu *cpu;
+    uc_engine *uc;
+    uc_context *ctx;
+    const struct ulayout *lay;
+    struct ublk_cache blocks;
+    uc_hook h_block, h_intr, h_invalid, h_in, h_out, h_syscall, h_cpuid;
+    uc_hook h_mmio;
+
+    /* position accounting */
+    uint64_t pos_base;    /* position at the start of cur (or now) */
+    struct ublk *cur;     /* block being executed, NULL between runs */
+    unsigned cur_eff;     /* instructions cur counts (0: rep tail) */
+    uint64_t last_insn;   /* address of the last instruction completed */
+
+    /* the current run */
+    uint64_t target;      /* stop before this position */
+    uint64_t stop_addr;   /* temporary code hook for target, 0 = none */
+    uc_hook h_stop;
+    bool h_stop_on;
+    bool stopping;        /* a stop was requested in this run */
+    enum ustop_kind stop;
+    enum ustop_why why;
+    uint64_t stop_pos;    /* USTOP_AT / after USTOP_EXC etc. */
+    uint64_t stop_rip;
+    uint32_t exc_vector;
+    uint32_t exc_err;
+    bool exc_soft;        /* int n / int3: trap, RIP after */
+    unsigned soft_len;    /* length of that INT instruction */
+    uint64_t io_rip;      /* in an io callback: the accessing insn */
+    uint64_t io_pos;
+    bool io_valid;        /* io_rip/io_pos set by the site's code hook */
+    bool in_io;
+    bool io_stop_after;   /* stop before the next instruction */
+    int io_err;
+    uint64_t last_io_pos;
+    struct vcpu_exit last_exit; /* io/mmio member of the last access */
+    bool last_is_mmio;
+    uint64_t skip_pos;    /* resume at a breakpoint: do not re-trigger */
+    bool skip_bp_on;
+    bool paging_check;    /* re-check paging before the next instruction */
+    bool paging_bad;
+    bool retranslated;    /* a changed block was just dropped */
+    char detail[256];
+
+    /* hooks installed on special instructions and breakpoints */
+    struct usite *sites;
+    size_t nsites;
+    struct usite bps[UNI_MAX_BP];
+    size_t nbps;
+
+    /* state Unicorn cannot hold */
+    uint64_t efer;        /* the guest's EFER (Unicorn drops SCE) */
+    uint64_t tsc_aux;
+    uint64_t cr8, apic_base, xcr0;
+    struct vmm_events events;
+    bool shutdown;        /* triple fault pending report */
+
+    /* MMIO read in flight: value served by the mem hook */
+    uint64_t mmio_gpa;
+    uint8_t mmio_val[16];
+    unsigned mmio_len;
+
+    volatile int kicked;
+};
+
+/* vcpu_unicorn_state.c */
+int uni_get_regs(struct uni *u, struct vmm_regs *r);
+int uni_set_regs(struct uni *u, const struct vmm_regs *r);
+int uni_get_state(struct uni *u, struct vmm_cpu_state *s);
+int uni_set_state(struct uni *u, const struct vmm_cpu_state *s);
+int uni_get_sregs(struct uni *u, struct vmm_sregs *s);
+/* Writes segment registers exactly (selector and hidden part) and
+ * recomputes Unicorn's hflags; NULL leaves that segment unchanged.  Also
+ * clears QEMU's stale exception-in-flight state. */
+int uni_load_segs(struct uni *u, const struct vmm_segment *cs,
+                  const struct vmm_segment *ss);
+/* Sets EFER as the guest sees it (Unicorn's own wrmsr drops NXE/SCE). */
+int uni_set_efer(struct uni *u, uint64_t efer);
+/* Clears QEMU's old_exception (see NOTES: never reset by Unicorn). */
+int uni_clear_exception(struct uni *u);
+/* Error code of the exception Unicorn just reported. */
+uint32_t uni_error_code(struct uni *u);
+uint64_t uni_reg(struct uni *u, int id);
+void uni_set_reg(struct uni *u, int id, uint64_t v);
+
+/* vcpu_unicorn_event.c */
+/* Delivers vector through the guest IDT (long mode).  has_err/err: error
+ * code to push; soft: INT n/INT3 (DPL check, no error code).  Returns 0,
+ * 1 when it ended in a triple fault (u->shutdown set), or <0. */
+int uni_deliver(struct uni *u, unsigned vector, bool soft, bool has_err,
+                uint32_t err);
+int uni_emulate_syscall(struct uni *u);
+/* Emulates SYSRET at RIP; returns 0, or 1 when it must #GP/#UD instead
+ * (delivered). */
+int uni_emulate_sysret(struct uni *u, bool rex_w);
+int uni_emulate_msr(struct uni *u, bool write);
+/* Checks that the guest's paging is identity (VA == PA) for every mapping
+ * it can reach.  0 = fine, VMM_E_PAGING with u->detail set otherwise. */
+int uni_check_paging(struct uni *u);
+bool uni_vector_has_error(unsigned vector);
+
+#endif /* TTVM_VCPU_UNICORN_INT_H */
