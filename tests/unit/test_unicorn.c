@@ -1,0 +1,721 @@
+/*
+ * test_unicorn.c — the Unicorn backend against the vmm.h contract and the
+ * position unit of replayer/replayer.h.
+ *
+ * Each test places a small guest snippet (assembled by the host assembler
+ * from the __asm__ blocks below) at CODE in a long-mode machine built
+ * here: identity page tables for the first 4 MiB, a GDT with kernel and
+ * user segments and a TSS (RSP0, IST1), an IDT whose every vector goes to
+ * a stub that records the vector and halts.  Expected values come from the
+ * snippet's own arithmetic (instruction counts written next to the code),
+ * not from running the backend twice.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vmm/vmm_int.h"
+
+#define RAM_SIZE (4ull << 20)
+#define GDT 0x1000ull
+#define IDT 0x2000ull
+#define TSS 0x3000ull
+#define PML4 0x10000ull
+#define KSTACK 0x9000ull  /* TSS.RSP0 */
+#define ISTACK 0xa000ull  /* TSS.IST1 */
+#define USTACK 0x80000ull /* initial RSP */
+#define STUBS 0x40000ull  /* vector v: STUBS + 16 * v */
+#define VEC_LOG 0x5000ull /* stubs store their vector here */
+#define CODE 0x100000ull
+#define UNMAPPED 0x40000000ull /* 1 GiB: no page tables there */
+
+#define SEL_KCODE 0x08
+#define SEL_KDATA 0x10
+#define SEL_UDATA 0x1b
+#define SEL_UCODE 0x23
+#define SEL_TSS 0x28
+
+/* ---- guest snippets ------------------------------------------------------ */
+
+#define SNIP(name, body)                                                     \
+    extern const uint8_t name[], name##_end[];                               \
+    __asm__(".pushsection .rodata\n.intel_syntax noprefix\n" #name ":\n"     \
+            body "\n" #name "_end:\n.att_syntax prefix\n.popsection\n")
+
+/* 2 + 3 * 1000 + 1 = 3003 instructions, then HLT at the end */
+SNIP(s_loop, "mov ecx, 1000\n xor eax, eax\n"
+             "1: add rax, rcx\n dec ecx\n jnz 1b\n hlt");
+/* rep stosb of 5 bytes: mov, mov, mov, 5 iterations, nop, hlt = 10 */
+SNIP(s_rep, "mov rcx, 5\n mov rdi, 0x6000\n mov al, 0x5a\n rep stosb\n"
+            "nop\n hlt");
+/* rep with rcx = 0 is one instruction: 3 + 1 + 1 + 1 = 6 */
+SNIP(s_rep0, "xor ecx, ecx\n mov rdi, 0x6000\n mov al, 0x5a\n rep stosb\n"
+             "nop\n hlt");
+/* #PF in the middle of a block: instructions 0,1 then the load faults */
+SNIP(s_pf, "mov rax, 1\n mov rbx, 0x40000000\n mov rcx, [rbx]\n"
+           "mov rdx, 2\n hlt");
+/* #GP(0x1238): selector beyond the GDT limit */
+SNIP(s_gp, "mov ax, 0x1238\n nop\n mov ds, ax\n hlt");
+/* three #GPs in a row, each skipped by the handler at GP_SKIP (below) */
+SNIP(s_gp3, "mov ax, 0x1238\n mov ds, ax\n mov ds, ax\n mov ds, ax\n hlt");
+/* handler: count, drop the error code, skip the 2-byte mov ds, iretq */
+SNIP(s_gp_skip, "inc qword ptr [0x5008]\n add rsp, 8\n"
+                "add qword ptr [rsp], 2\n iretq");
+/* port I/O: out at index 3, in at index 5; flags set by cmp before */
+SNIP(s_io, "mov edx, 0x3f8\n mov al, 0x41\n cmp al, 0x42\n out dx, al\n"
+           "inc ebx\n in al, dx\n inc ebx\n hlt");
+/* rep outsb of 3 bytes from 0x6000 */
+SNIP(s_outs, "mov rcx, 3\n mov rsi, 0x6000\n mov edx, 0x80\n rep outsb\n"
+             "hlt");
+/* CPUID then HLT */
+SNIP(s_cpuid, "mov eax, 0x40\n xor ecx, ecx\n cpuid\n hlt");
+/* RDTSC at index 2 */
+SNIP(s_rdtsc, "nop\n nop\n rdtsc\n hlt");
+/* user code: int 0x80 (DPL3 interrupt gate), int 0x81 (IST1) */
+SNIP(s_int80, "mov eax, 7\n int 0x80\n hlt");
+SNIP(s_int81, "int 0x81\n hlt");
+/* user: int 0x82 (gate DPL0): #GP(0x82 * 8 + 2) */
+SNIP(s_int82, "int 0x82\n hlt");
+/* user: syscall; kernel at LSTAR: sysretq back; user then hlt (#GP at
+ * CPL3: vector 13 is the end marker) */
+SNIP(s_sys_user, "mov eax, 60\n syscall\n mov ebx, eax\n hlt");
+SNIP(s_sys_kern, "add eax, 1\n sysretq");
+/* writes CR3 with a page table that maps VA 0x200000 to PA 0 */
+SNIP(s_cr3, "mov rax, 0x20000\n mov cr3, rax\n nop\n hlt");
+
+static size_t snip_len(const uint8_t *a, const uint8_t *b)
+{
+    return (size_t)(b - a);
+}
+
+/* ---- the machine --------------------------------------------------------- */
+
+static uint8_t *ram;
+static struct vcpu *cpu;
+static struct vmm_cpuid cpuid;
+
+struct io_log {
+    int n;
+    uint16_t port[16];
+    uint32_t val[16];
+    bool write[16];
+    uint64_t icount[16];
+    struct vmm_regs regs[16];
+    int stop_at; /* return 1 on this access (index), -1 = never */
+};
+static struct io_log iolog;
+
+static int io_pio(void *ctx, uint16_t port, unsigned size, bool write,
+                  uint32_t *val)
+{
+    struct io_log *l = ctx;
+    (void)size;
+    int i = l->n++;
+    if (i < 16) {
+        l->port[i] = port;
+        l->write[i] = write;
+        if (!write)
+            *val = 0x30 + (uint32_t)i;
+        l->val[i] = *val;
+        l->icount[i] = vcpu_icount(cpu);
+        vcpu_get_regs(cpu, &l->regs[i]);
+    }
+    return i == l->stop_at ? 1 : 0;
+}
+
+static int io_mmio(void *ctx, uint64_t gpa, unsigned size, bool write,
+                   uint64_t *val)
+{
+    (void)ctx, (void)gpa, (void)size;
+    if (!write)
+        *val = 0;
+    return 0;
+}
+
+static const struct vmm_io_ops test_io = {io_pio, io_mmio};
+
+static void put64(uint64_t a, uint64_t v) { memcpy(ram + a, &v, 8); }
+static uint64_t get64(uint64_t a)
+{
+    uint64_t v;
+    memcpy(&v, ram + a, 8);
+    return v;
+}
+
+static void set_gate(unsigned v, uint64_t target, unsigned dpl,
+                     unsigned type, unsigned ist)
+{
+    uint32_t g[4];
+    g[0] = (uint32_t)(target & 0xffff) | (SEL_KCODE << 16);
+    g[1] = (uint32_t)(target & 0xffff0000u) | (1u << 15) | (dpl << 13) |
+           (type << 8) | ist;
+    g[2] = (uint32_t)(target >> 32);
+    g[3] = 0;
+    memcpy(ram + IDT + 16 * v, g, 16);
+}
+
+static void seg(struct vmm_segment *s, uint16_t sel, bool code, unsigned dpl)
+{
+    memset(s, 0, sizeof *s);
+    s->selector = sel;
+    s->limit = 0xffffffff;
+    s->type = code ? 11 : 3;
+    s->s = 1;
+    s->dpl = (uint8_t)dpl;
+    s->present = 1;
+    s->l = code;
+    s->db = !code;
+    s->g = 1;
+}
+
+static struct vmm_cpu_state st;
+
+static void build_machine(void)
+{
+    memset(ram, 0, RAM_SIZE);
+    /* GDT: null, kcode, kdata, udata (0x18), ucode (0x20), TSS (0x28) */
+    uint64_t gdt[7] = {0, 0x00af9b000000ffffull, 0x00cf93000000ffffull,
+                       0x00cff3000000ffffull, 0x00affb000000ffffull, 0, 0};
+    gdt[5] = 0x0000890000000067ull | ((TSS & 0xffffff) << 16);
+    memcpy(ram + GDT, gdt, sizeof gdt);
+    put64(TSS + 4, KSTACK);
+    put64(TSS + 0x24, ISTACK);
+    /* identity map 0..4 MiB with 2 MiB user pages, A/D preset */
+    put64(PML4, (PML4 + 0x1000) | 0x27);
+    put64(PML4 + 0x1000, (PML4 + 0x2000) | 0x27);
+    put64(PML4 + 0x2000, 0x0 | 0xe7);
+    put64(PML4 + 0x2000 + 8, 0x200000 | 0xe7);
+    /* every vector: mov dword [VEC_LOG], v; hlt  (at CPL0) */
+    for (unsigned v = 0; v < 256; v++) {
+        uint8_t *p = ram + STUBS + 16 * v;
+        p[0] = 0xc7; p[1] = 0x04; p[2] = 0x25; /* mov dword [abs32], imm */
+        uint32_t a = VEC_LOG;
+        memcpy(p + 3, &a, 4);
+        memcpy(p + 7, &v, 4);
+        p[11] = 0xf4;
+        set_gate(v, STUBS + 16 * v, 0, 14, 0);
+    }
+    put64(VEC_LOG, 0xffff);
+
+    memset(&st, 0, sizeof st);
+    st.version = VMM_STATE_VERSION;
+    st.size = sizeof st;
+    st.regs.rip = CODE;
+    st.regs.rsp = USTACK;
+    st.regs.rflags = 0x2;
+    seg(&st.sregs.cs, SEL_KCODE, true, 0);
+    seg(&st.sregs.ss, SEL_KDATA, false, 0);
+    st.sregs.ds = st.sregs.es = st.sregs.fs = st.sregs.gs = st.sregs.ss;
+    memset(&st.sregs.tr, 0, sizeof st.sregs.tr);
+    st.sregs.tr.selector = SEL_TSS;
+    st.sregs.tr.base = TSS;
+    st.sregs.tr.limit = 0x67;
+    st.sregs.tr.type = 11;
+    st.sregs.tr.present = 1;
+    st.sregs.ldt.unusable = 1;
+    st.sregs.gdt.base = GDT;
+    st.sregs.gdt.limit = sizeof gdt - 1;
+    st.sregs.idt.base = IDT;
+    st.sregs.idt.limit = 256 * 16 - 1;
+    st.sregs.cr0 = 0x80050033;
+    st.sregs.cr3 = PML4;
+    st.sregs.cr4 = 0x620;
+    st.sregs.efer = 0xd01; /* LME | LMA | NXE | SCE */
+    st.fpu.fcw = 0x37f;
+    st.fpu.mxcsr = 0x1f80;
+    st.msrs.pat = 0x0007040600070406ull;
+}
+
+static void user_mode(void)
+{
+    seg(&st.sregs.cs, SEL_UCODE, true, 3);
+    seg(&st.sregs.ss, SEL_UDATA, false, 3);
+    st.sregs.ds = st.sregs.es = st.sregs.ss;
+    st.regs.rflags = 0x202;
+}
+
+static void setup(void)
+{
+    ram = aligned_alloc(4096, RAM_SIZE);
+    cr_assert(ram);
+    memset(&cpuid, 0, sizeof cpuid);
+    cpuid.nent = 2;
+    cpuid.ent[0] = (struct vmm_cpuid_entry){0, 0, 0, 0x40, 0, 0, 0, 0};
+    cpuid.ent[1] = (struct vmm_cpuid_entry){0x40, 0, 0, 0x11, 0x22, 0x33,
+                                            0x44, 0};
+    build_machine();
+    struct vcpu_config cfg = {&vcpu_unicorn_ops, ram, RAM_SIZE, &cpuid,
+                              &test_io, &iolog};
+    int rc = vcpu_create(&cfg, &cpu);
+    cr_assert_eq(rc, 0, "vcpu_create: %s", vmm_strerror(rc));
+    memset(&iolog, 0, sizeof iolog);
+    iolog.stop_at = -1;
+}
+
+static void teardown(void)
+{
+    vcpu_destroy(cpu);
+    free(ram);
+}
+
+TestSuite(unicorn, .init = setup, .fini = teardown);
+
+static void load(const uint8_t *a, const uint8_t *b)
+{
+    memcpy(ram + CODE, a, snip_len(a, b));
+    vcpu_ram_changed(cpu, CODE, snip_len(a, b));
+    int rc = vcpu_set_state(cpu, &st);
+    cr_assert_eq(rc, 0, "set_state: %s", vmm_strerror(rc));
+    vcpu_set_icount(cpu, 0);
+}
+
+static struct vcpu_exit run_n(uint64_t n)
+{
+    struct vcpu_run_opts o = {.max_insns = n};
+    struct vcpu_exit e;
+    int rc = vcpu_run(cpu, &o, &e);
+    cr_assert_eq(rc, 0, "run: %s (%s)", vmm_strerror(rc), e.detail);
+    return e;
+}
+
+static struct vmm_regs regs(void)
+{
+    struct vmm_regs r;
+    cr_assert_eq(vcpu_get_regs(cpu, &r), 0);
+    return r;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+Test(unicorn, state_round_trip)
+{
+    st.regs.rax = 0x1111222233334444ull;
+    st.regs.r15 = 0xfedcba9876543210ull;
+    st.regs.rflags = 0x246;
+    st.sregs.fs.base = 0x7000;
+    st.sregs.gs.base = 0xffff800000001000ull;
+    st.sregs.cr2 = 0xdead000;
+    st.msrs.star = 0x0013000800000000ull;
+    st.msrs.lstar = 0xffffffff81000000ull;
+    st.msrs.sfmask = 0x47700;
+    st.msrs.kernel_gs_base = 0x12345000;
+    st.msrs.tsc_aux = 7;
+    st.fpu.fcw = 0x27f;
+    st.fpu.fsw = 0x3800; /* TOP = 7 */
+    st.fpu.ftwx = 0x80;  /* physical reg 7 valid */
+    st.fpu.fpr[0][0] = 0x12;
+    st.fpu.fpr[0][7] = 0x80; /* 1.0-ish: explicit integer bit */
+    st.fpu.fpr[0][8] = 0xff;
+    st.fpu.fpr[0][9] = 0x3f;
+    st.fpu.mxcsr = 0x1fa0;
+    for (int i = 0; i < 16; i++)
+        memset(st.fpu.xmm[i], 0x10 + i, 16);
+    st.events.interrupt_shadow = 1;
+    load(s_loop, s_loop_end);
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(memcmp(&g.regs, &st.regs, sizeof g.regs), 0);
+    const struct vmm_segment *a = &st.sregs.cs, *b = &g.sregs.cs;
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq(memcmp(&a[i], &b[i], sizeof a[i]), 0,
+                     "segment %d differs", i);
+    cr_expect_eq(g.sregs.gdt.base, st.sregs.gdt.base);
+    cr_expect_eq(g.sregs.gdt.limit, st.sregs.gdt.limit);
+    cr_expect_eq(g.sregs.idt.base, st.sregs.idt.base);
+    cr_expect_eq(g.sregs.idt.limit, st.sregs.idt.limit);
+    cr_expect_eq(g.sregs.cr0, st.sregs.cr0);
+    cr_expect_eq(g.sregs.cr2, st.sregs.cr2);
+    cr_expect_eq(g.sregs.cr3, st.sregs.cr3);
+    cr_expect_eq(g.sregs.cr4, st.sregs.cr4);
+    cr_expect_eq(g.sregs.efer, st.sregs.efer, "efer %lx", g.sregs.efer);
+    cr_expect_eq(memcmp(&g.msrs, &st.msrs, sizeof g.msrs), 0);
+    cr_expect_eq(g.fpu.fcw, st.fpu.fcw);
+    cr_expect_eq(g.fpu.fsw, st.fpu.fsw);
+    cr_expect_eq(g.fpu.ftwx, st.fpu.ftwx);
+    cr_expect_eq(memcmp(g.fpu.fpr[0], st.fpu.fpr[0], 10), 0);
+    cr_expect_eq(g.fpu.mxcsr, st.fpu.mxcsr);
+    cr_expect_eq(memcmp(g.fpu.xmm, st.fpu.xmm, sizeof g.fpu.xmm), 0);
+    cr_expect_eq(g.events.interrupt_shadow, 1);
+}
+
+Test(unicorn, counts_blocks_exactly)
+{
+    load(s_loop, s_loop_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "reason %d: %s", e.reason, e.detail);
+    cr_assert_eq(e.icount, 3003);
+    cr_assert_eq(vcpu_icount(cpu), 3003);
+    cr_assert_eq(regs().rip, CODE + snip_len(s_loop, s_loop_end));
+    cr_assert_eq(regs().rax, 1000ull * 1001 / 2);
+    /* every prefix length: the state after k instructions */
+    uint64_t ks[] = {1, 2, 3, 4, 5, 100, 1001, 2999, 3001, 3002};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        uint64_t k = ks[i];
+        load(s_loop, s_loop_end);
+        e = run_n(k);
+        cr_assert_eq(e.reason, VCPU_EXIT_LIMIT, "k=%lu reason %d", k,
+                     e.reason);
+        cr_assert_eq(e.icount, k);
+        struct vmm_regs r = regs();
+        if (k >= 2 && k < 3002) {
+            uint64_t done = (k - 2) / 3, phase = (k - 2) % 3;
+            uint64_t rcx = 1000 - done - (phase >= 2 ? 1 : 0);
+            cr_assert_eq(r.rcx, rcx, "k=%lu rcx %lu", k, r.rcx);
+            static const unsigned off[3] = {7, 10, 12}; /* add, dec, jnz */
+            cr_assert_eq(r.rip, CODE + off[phase], "k=%lu rip %lx", k,
+                         r.rip);
+        }
+    }
+    /* continuing from k gives the same end as running straight */
+    load(s_loop, s_loop_end);
+    run_n(1234);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 3003);
+}
+
+Test(unicorn, single_step_walks_instructions)
+{
+    load(s_loop, s_loop_end);
+    struct vcpu_run_opts o = {.single_step = true};
+    struct vcpu_exit e;
+    static const unsigned rips[] = {5, 7, 10, 12, 7, 10, 12, 7};
+    for (unsigned i = 0; i < 8; i++) {
+        cr_assert_eq(vcpu_run(cpu, &o, &e), 0);
+        cr_assert_eq(e.reason, VCPU_EXIT_STEP);
+        cr_assert_eq(e.icount, i + 1);
+        cr_assert_eq(regs().rip, CODE + rips[i], "step %u rip %lx", i,
+                     regs().rip);
+    }
+}
+
+Test(unicorn, rep_iterations_count_one_each)
+{
+    load(s_rep, s_rep_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 10, "icount %lu", e.icount);
+    uint64_t rep_rip = CODE + 7 + 7 + 2;
+    for (uint64_t k = 3; k <= 8; k++) {
+        load(s_rep, s_rep_end);
+        e = run_n(k);
+        struct vmm_regs r = regs();
+        cr_assert_eq(e.icount, k);
+        if (k < 8) { /* before iteration k-3 */
+            cr_assert_eq(r.rip, rep_rip, "k=%lu rip %lx", k, r.rip);
+            cr_assert_eq(r.rcx, 5 - (k - 3), "k=%lu rcx %lu", k, r.rcx);
+        } else { /* after the last iteration: at the nop, never at the rep
+                    with rcx = 0 */
+            cr_assert_eq(r.rip, rep_rip + 2, "k=8 rip %lx", r.rip);
+            cr_assert_eq(r.rcx, 0);
+        }
+    }
+    cr_assert_eq(ram[0x6004], 0x5a);
+    load(s_rep0, s_rep0_end);
+    e = run_n(0);
+    cr_assert_eq(e.icount, 6, "rep with rcx=0: icount %lu", e.icount);
+}
+
+Test(unicorn, page_fault_mid_block)
+{
+    load(s_pf, s_pf_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "%d %s", e.reason, e.detail);
+    /* mov, mov, faulting load (counts), handler's mov, hlt */
+    cr_assert_eq(e.icount, 5, "icount %lu", e.icount);
+    cr_assert_eq(get64(VEC_LOG) & 0xffffffff, 14);
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(g.sregs.cr2, UNMAPPED);
+    /* frame at CPL0 without IST: aligned below the old RSP */
+    uint64_t sp = USTACK - 48;
+    cr_assert_eq(g.regs.rsp, sp, "rsp %lx", g.regs.rsp);
+    cr_assert_eq(get64(sp), 0, "error code (not present, read, kernel)");
+    cr_assert_eq(get64(sp + 8), CODE + 14, "faulting rip");
+    cr_assert_eq(get64(sp + 16), SEL_KCODE);
+    cr_assert_eq(get64(sp + 32), USTACK);
+    cr_assert_eq(get64(sp + 40), SEL_KDATA);
+    cr_assert_eq(g.regs.rflags & 0x200, 0, "interrupt gate clears IF");
+}
+
+Test(unicorn, gp_error_code_and_position)
+{
+    load(s_gp, s_gp_end);
+    struct vcpu_exit e = run_n(3); /* mov, nop, faulting mov ds */
+    cr_assert_eq(e.reason, VCPU_EXIT_LIMIT);
+    cr_assert_eq(regs().rip, STUBS + 16 * 13, "at the #GP handler");
+    cr_assert_eq(get64(regs().rsp), 0x1238, "error code %lx",
+                 get64(regs().rsp));
+}
+
+Test(unicorn, repeated_faults_are_not_double_faults)
+{
+    size_t n = snip_len(s_gp_skip, s_gp_skip_end);
+    memcpy(ram + 0x41000, s_gp_skip, n);
+    set_gate(13, 0x41000, 0, 14, 0);
+    put64(0x5008, 0);
+    load(s_gp3, s_gp3_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "%d %s", e.reason, e.detail);
+    cr_assert_eq(get64(0x5008), 3, "three #GP handled, no #DF");
+    cr_assert_eq(get64(VEC_LOG), 0xffff, "no other vector");
+    /* mov + 3 * (faulting mov + 4 handler insns) + hlt */
+    cr_assert_eq(e.icount, 1 + 3 * 5 + 1, "icount %lu", e.icount);
+}
+
+Test(unicorn, triple_fault_is_shutdown)
+{
+    st.sregs.idt.limit = 0; /* nothing deliverable */
+    load(s_gp, s_gp_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_SHUTDOWN, "%d %s", e.reason, e.detail);
+}
+
+Test(unicorn, port_io_callback_sees_state_before)
+{
+    load(s_io, s_io_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(iolog.n, 2);
+    cr_assert_eq(iolog.port[0], 0x3f8);
+    cr_assert(iolog.write[0]);
+    cr_assert_eq(iolog.val[0], 0x41);
+    cr_assert_eq(iolog.icount[0], 3);
+    cr_assert_eq(iolog.regs[0].rip, CODE + 5 + 2 + 2);
+    /* cmp 0x41, 0x42: CF, SF, AF and PF set */
+    cr_assert_eq(iolog.regs[0].rflags & 0x8d5, 0x095, "rflags %lx",
+                 iolog.regs[0].rflags);
+    cr_assert_eq(iolog.icount[1], 5);
+    cr_assert_eq(iolog.regs[1].rip, CODE + 5 + 2 + 2 + 1 + 2);
+    cr_assert_eq(iolog.regs[1].rbx, 1);
+    cr_assert_eq(regs().rax & 0xff, 0x31, "IN got the handler's value");
+    cr_assert_eq(e.icount, 8);
+}
+
+Test(unicorn, io_callback_can_stop_after_its_instruction)
+{
+    iolog.stop_at = 0;
+    load(s_io, s_io_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_STOP, "%d", e.reason);
+    cr_assert_eq(e.icount, 4);
+    cr_assert_eq(regs().rip, CODE + 5 + 2 + 2 + 1, "right after the out");
+    cr_assert_eq(regs().rbx, 0, "inc not executed");
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 8);
+}
+
+Test(unicorn, rep_outs_iterations)
+{
+    memcpy(ram + 0x6000, "abc", 3);
+    iolog.stop_at = 1;
+    load(s_outs, s_outs_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_STOP);
+    cr_assert_eq(iolog.n, 2);
+    cr_assert_eq(iolog.icount[0], 3);
+    cr_assert_eq(iolog.icount[1], 4);
+    cr_assert_eq(iolog.val[1], 'b');
+    cr_assert_eq(iolog.regs[1].rcx, 2, "state before the 2nd iteration");
+    cr_assert_eq(iolog.regs[1].rsi, 0x6001);
+    cr_assert_eq(e.icount, 5);
+    cr_assert_eq(regs().rcx, 1);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 7, "3 + 3 iterations + hlt: %lu", e.icount);
+    cr_assert_eq(iolog.val[2], 'c');
+}
+
+Test(unicorn, cpuid_from_table)
+{
+    load(s_cpuid, s_cpuid_end);
+    run_n(0);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rax, 0x11);
+    cr_assert_eq(r.rbx, 0x22);
+    cr_assert_eq(r.rcx, 0x33);
+    cr_assert_eq(r.rdx, 0x44);
+}
+
+Test(unicorn, rdtsc_is_refused)
+{
+    load(s_rdtsc, s_rdtsc_end);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), 0);
+    cr_assert_eq(e.reason, VCPU_EXIT_EMU_FAIL);
+    cr_assert_eq(e.icount, 2);
+    cr_assert_eq(regs().rip, CODE + 2);
+    cr_assert(strstr(e.detail, "rdtsc"), "detail: %s", e.detail);
+}
+
+Test(unicorn, user_int_switches_to_rsp0)
+{
+    user_mode();
+    set_gate(0x80, STUBS + 16 * 0x80, 3, 14, 0);
+    load(s_int80, s_int80_end);
+    struct vcpu_exit e = run_n(2); /* mov, int 0x80 */
+    cr_assert_eq(e.icount, 2);
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(g.regs.rip, STUBS + 16 * 0x80);
+    cr_assert_eq(g.sregs.cs.selector, SEL_KCODE);
+    cr_assert_eq(g.sregs.cs.dpl, 0);
+    cr_assert_eq(g.sregs.ss.selector, 0, "SS is NULL after a CPL change");
+    uint64_t sp = KSTACK - 40;
+    cr_assert_eq(g.regs.rsp, sp, "rsp %lx", g.regs.rsp);
+    cr_assert_eq(get64(sp), CODE + 5 + 2, "return rip after int");
+    cr_assert_eq(get64(sp + 8), SEL_UCODE);
+    cr_assert_eq(get64(sp + 16) & 0x200, 0x200, "saved IF");
+    cr_assert_eq(get64(sp + 24), USTACK);
+    cr_assert_eq(get64(sp + 32), SEL_UDATA);
+    cr_assert_eq(g.regs.rflags & 0x200, 0);
+}
+
+Test(unicorn, ist_and_trap_gate)
+{
+    user_mode();
+    set_gate(0x81, STUBS + 16 * 0x81, 3, 15, 1); /* trap gate, IST1 */
+    load(s_int81, s_int81_end);
+    run_n(1);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 0x81);
+    cr_assert_eq(r.rsp, ISTACK - 40);
+    cr_assert_eq(r.rflags & 0x200, 0x200, "trap gate keeps IF");
+}
+
+Test(unicorn, int_through_dpl0_gate_from_user_is_gp)
+{
+    user_mode();
+    load(s_int82, s_int82_end);
+    run_n(1);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 13);
+    cr_assert_eq(get64(r.rsp), 0x82 * 8 + 2, "err %lx", get64(r.rsp));
+    cr_assert_eq(get64(r.rsp + 8), CODE, "int is the faulting insn");
+}
+
+Test(unicorn, syscall_and_sysret)
+{
+    user_mode();
+    memcpy(ram + 0x42000, s_sys_kern, snip_len(s_sys_kern, s_sys_kern_end));
+    st.msrs.star = (0x10ull << 48) | (0x08ull << 32);
+    st.msrs.lstar = 0x42000;
+    st.msrs.sfmask = 0x200;
+    load(s_sys_user, s_sys_user_end);
+    struct vcpu_exit e = run_n(2); /* mov, syscall */
+    cr_assert_eq(e.icount, 2);
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(g.regs.rip, 0x42000);
+    cr_assert_eq(g.regs.rcx, CODE + 5 + 2);
+    cr_assert_eq(g.regs.r11 & 0x200, 0x200);
+    cr_assert_eq(g.regs.rflags & 0x200, 0, "FMASK cleared IF");
+    cr_assert_eq(g.sregs.cs.selector, 0x08);
+    cr_assert_eq(g.sregs.ss.selector, 0x10);
+    cr_assert_eq(g.sregs.cs.dpl, 0);
+    e = run_n(2); /* add, sysretq */
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(g.regs.rip, CODE + 5 + 2);
+    cr_assert_eq(g.sregs.cs.selector, 0x23);
+    cr_assert_eq(g.sregs.ss.selector, 0x1b);
+    cr_assert_eq(g.sregs.cs.dpl, 3);
+    cr_assert_eq(g.regs.rflags & 0x200, 0x200);
+    e = run_n(1); /* mov ebx, eax */
+    cr_assert_eq(regs().rbx, 61);
+    cr_assert_eq(e.icount, 5);
+}
+
+Test(unicorn, breakpoints_stop_before_and_resume)
+{
+    load(s_loop, s_loop_end);
+    uint64_t bp = CODE + 10; /* dec ecx: positions 3, 6, 9, ... */
+    cr_assert_eq(vcpu_set_breakpoints(cpu, &bp, 1), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT);
+    cr_assert_eq(e.icount, 3);
+    cr_assert_eq(regs().rip, bp);
+    cr_assert_eq(regs().rcx, 1000);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT);
+    cr_assert_eq(e.icount, 6, "no immediate re-trigger: %lu", e.icount);
+    cr_assert_eq(regs().rcx, 999);
+    cr_assert_eq(vcpu_set_breakpoints(cpu, NULL, 0), 0);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 3003);
+}
+
+static void map_high_alias(uint64_t pml4)
+{
+    /* PML4 at pml4: VA 0..4M identity plus VA 0x200000 -> PA 0 (4 KiB) */
+    memcpy(ram + pml4, ram + PML4, 0x3000);
+    put64(pml4, (pml4 + 0x1000) | 0x27);
+    put64(pml4 + 0x1000, (pml4 + 0x2000) | 0x27);
+    put64(pml4 + 0x2000 + 8, (pml4 + 0x3000) | 0x27);
+    put64(pml4 + 0x3000, 0x0 | 0x67);
+}
+
+Test(unicorn, non_identity_paging_is_refused)
+{
+    map_high_alias(0x20000);
+    st.sregs.cr3 = 0x20000;
+    memcpy(ram + CODE, s_loop, snip_len(s_loop, s_loop_end));
+    cr_assert_eq(vcpu_set_state(cpu, &st), VMM_E_PAGING);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), VMM_E_PAGING);
+    cr_assert(strstr(e.detail, "0x200000"), "detail: %s", e.detail);
+}
+
+Test(unicorn, cr3_write_to_non_identity_stops)
+{
+    map_high_alias(0x20000);
+    load(s_cr3, s_cr3_end);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), VMM_E_PAGING);
+    cr_assert_eq(e.icount, 2, "stopped right after mov cr3: %lu", e.icount);
+}
+
+Test(unicorn, stale_code_is_not_run)
+{
+    load(s_loop, s_loop_end);
+    run_n(0);
+    /* change "mov ecx, 1000" to "mov ecx, 10" behind Unicorn's back */
+    ram[CODE + 1] = 10;
+    ram[CODE + 2] = 0;
+    vcpu_ram_changed(cpu, CODE, 5);
+    cr_assert_eq(vcpu_set_state(cpu, &st), 0);
+    vcpu_set_icount(cpu, 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.icount, 2 + 30 + 1, "icount %lu", e.icount);
+}
+
+Test(unicorn, changed_code_is_detected_without_ram_changed)
+{
+    /* Same as above without telling the backend: the block cache sees
+     * different bytes at a known block and drops the stale translation. */
+    load(s_loop, s_loop_end);
+    run_n(0);
+    ram[CODE + 1] = 10;
+    ram[CODE + 2] = 0;
+    cr_assert_eq(vcpu_set_state(cpu, &st), 0);
+    vcpu_set_icount(cpu, 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.icount, 2 + 30 + 1, "icount %lu", e.icount);
+    cr_assert_eq(regs().rax, 55);
+}
+
+Test(unicorn, injected_interrupt_is_not_an_instruction)
+{
+    load(s_loop, s_loop_end);
+    run_n(10);
+    cr_assert_eq(vcpu_inject_irq(cpu, 0x20), 0);
+    cr_assert_eq(vcpu_icount(cpu), 10);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 0x20);
+    cr_assert_eq(get64(r.rsp), CODE + 12, "return to the interrupted insn");
+}
