@@ -332,36 +332,32 @@ static void io_leave(struct uni *u, int rc)
     }
 }
 
-static uint32_t on_in(uc_engine *uc, uint32_t port, int size, void *ud)
+/* One port access from an IN/OUT hook, served through the io ops. */
+static uint32_t port_access(struct uni *u, uint32_t port, int size,
+                            bool write, uint32_t v)
 {
-    struct uni *u = ud;
-    (void)uc;
-    uint32_t v = 0;
     io_enter(u);
-    int rc = vcpu_io_pio(u->cpu, (uint16_t)port, (unsigned)size, false, &v);
+    int rc = vcpu_io_pio(u->cpu, (uint16_t)port, (unsigned)size, write, &v);
     u->last_exit.io.port = (uint16_t)port;
     u->last_exit.io.size = (uint8_t)size;
-    u->last_exit.io.write = 0;
+    u->last_exit.io.write = write;
     u->last_exit.io.value = v;
     u->last_is_mmio = false;
     io_leave(u, rc);
     return v;
 }
 
+static uint32_t on_in(uc_engine *uc, uint32_t port, int size, void *ud)
+{
+    (void)uc;
+    return port_access(ud, port, size, false, 0);
+}
+
 static void on_out(uc_engine *uc, uint32_t port, int size, uint32_t value,
                    void *ud)
 {
-    struct uni *u = ud;
     (void)uc;
-    io_enter(u);
-    int rc = vcpu_io_pio(u->cpu, (uint16_t)port, (unsigned)size, true,
-                         &value);
-    u->last_exit.io.port = (uint16_t)port;
-    u->last_exit.io.size = (uint8_t)size;
-    u->last_exit.io.write = 1;
-    u->last_exit.io.value = value;
-    u->last_is_mmio = false;
-    io_leave(u, rc);
+    port_access(ud, port, size, true, value);
 }
 
 /* Memory hook on the MMIO space: RIP is exact here (Unicorn syncs it for

@@ -424,13 +424,17 @@ static bool canonical(uint64_t a)
     return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
+static int get_all(struct uni *u, struct vmm_regs *r, struct vmm_sregs *s)
+{
+    int rc = uni_get_regs(u, r);
+    return rc ? rc : uni_get_sregs(u, s);
+}
+
 int uni_emulate_sysret(struct uni *u, bool rex_w)
 {
     struct vmm_regs r;
     struct vmm_sregs s;
-    int rc = uni_get_regs(u, &r);
-    if (!rc)
-        rc = uni_get_sregs(u, &s);
+    int rc = get_all(u, &r, &s);
     if (rc)
         return rc;
     if (!(u->efer & 1) || !s.cs.l)
@@ -460,9 +464,7 @@ int uni_emulate_msr(struct uni *u, bool write)
 {
     struct vmm_regs r;
     struct vmm_sregs s;
-    int rc = uni_get_regs(u, &r);
-    if (!rc)
-        rc = uni_get_sregs(u, &s);
+    int rc = get_all(u, &r, &s);
     if (rc)
         return rc;
     if (s.cs.dpl != 0)

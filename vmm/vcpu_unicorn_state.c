@@ -466,6 +466,10 @@ static const struct {
     {0x277, offsetof(struct vmm_msrs, pat)},
 };
 
+static const int drid[8] = {UC_X86_REG_DR0, UC_X86_REG_DR1, UC_X86_REG_DR2,
+                            UC_X86_REG_DR3, UC_X86_REG_DR4, UC_X86_REG_DR5,
+                            UC_X86_REG_DR6, UC_X86_REG_DR7};
+
 static int set_fpu(struct uni *u, const struct vmm_fpu *f)
 {
     uc_engine *uc = u->uc;
@@ -576,10 +580,6 @@ int uni_set_state(struct uni *u, const struct vmm_cpu_state *s)
             return rc;
     }
     u->tsc_aux = s->msrs.tsc_aux;
-    static const int drid[8] = {UC_X86_REG_DR0, UC_X86_REG_DR1,
-                                UC_X86_REG_DR2, UC_X86_REG_DR3,
-                                UC_X86_REG_DR4, UC_X86_REG_DR5,
-                                UC_X86_REG_DR6, UC_X86_REG_DR7};
     for (int i = 0; i < 8; i++)
         if (uc_reg_write(u->uc, drid[i], &s->dr[i]))
             return VMM_E_UNICORN;
@@ -642,10 +642,6 @@ int uni_get_state(struct uni *u, struct vmm_cpu_state *s)
         memcpy(m + msr_map[k].off, &v, 8);
     }
     s->msrs.tsc_aux = u->tsc_aux;
-    static const int drid[8] = {UC_X86_REG_DR0, UC_X86_REG_DR1,
-                                UC_X86_REG_DR2, UC_X86_REG_DR3,
-                                UC_X86_REG_DR4, UC_X86_REG_DR5,
-                                UC_X86_REG_DR6, UC_X86_REG_DR7};
     for (int i = 0; i < 8; i++)
         s->dr[i] = uni_reg(u, drid[i]);
     /* blob was saved by uni_get_sregs just above */
