@@ -23,64 +23,29 @@
 /* Above the SDK's 1 GiB identity map: not present. */
 #define UNMAPPED_ADDR 0xdead0000000ull
 
-/* Each case runs one faulting instruction at label 1 with a fixup at 2.
- * RAX holds the vector when the kernel resumed at 2, else -1. */
-static long raise_bp(void)
-{
-    long v;
-    __asm__ volatile("1: int3\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-                     : "=a"(v));
-    return v;
-}
+/* Defines long name(void), which runs insn with its faulting instruction
+ * at label 1 and the fixup at label 2: returns the vector when the kernel
+ * resumed at 2, else -1.  Operand %0 is RAX (the result); the optional
+ * rest of the asm operands (": inputs : clobbers") follow. */
+#define FAULT_SITE(name, insn, ...)                                            \
+    static long name(void)                                                     \
+    {                                                                          \
+        long v;                                                                \
+        __asm__ volatile(insn                                                  \
+                         "\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")     \
+                         : "=a"(v)__VA_ARGS__);                                \
+        return v;                                                              \
+    }
 
-static long raise_de(void)
-{
-    long v;
-    unsigned zero = 0;
-    __asm__ volatile("xor %%edx, %%edx\n\tmov $1, %%eax\n"
-                     "1: divl %1\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-                     : "=a"(v)
-                     : "c"(zero)
-                     : "rdx");
-    return v;
-}
-
-static long raise_pf(void)
-{
-    long v;
-    __asm__ volatile(
-        "1: movq (%1), %0\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-        : "=a"(v)
-        : "r"(UNMAPPED_ADDR)
-        : "memory");
-    return v;
-}
-
-static long raise_gp_hlt(void)
-{
-    long v;
-    __asm__ volatile("1: hlt\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-                     : "=a"(v));
-    return v;
-}
-
-static long raise_gp_port(void)
-{
-    long v;
-    /* Port 0x80 is not in the task's I/O bitmap. */
-    __asm__ volatile(
-        "1: inb $0x80, %%al\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-        : "=a"(v));
-    return v;
-}
-
-static long raise_ud(void)
-{
-    long v;
-    __asm__ volatile("1: ud2\n\tmov $-1, %0\n2:\n\t" SDK_EXTABLE("1b", "2b")
-                     : "=a"(v));
-    return v;
-}
+FAULT_SITE(raise_bp, "1: int3")
+FAULT_SITE(raise_de, "xor %%edx, %%edx\n\tmov $1, %%eax\n1: divl %1",
+           : "c"(0u)
+           : "rdx")
+FAULT_SITE(raise_pf, "1: movq (%1), %0", : "r"(UNMAPPED_ADDR) : "memory")
+FAULT_SITE(raise_gp_hlt, "1: hlt")
+/* Port 0x80 is not in the task's I/O bitmap. */
+FAULT_SITE(raise_gp_port, "1: inb $0x80, %%al")
+FAULT_SITE(raise_ud, "1: ud2")
 
 static const struct fault_case {
     const char *what, *name;

@@ -67,14 +67,12 @@ void sdk_write(const void *buf, size_t len)
 
 int sdk_printf(const char *fmt, ...)
 {
-    char buf[256];
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = sdk_vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = sdk_vprintf_to(sdk_write, fmt, ap);
     va_end(ap);
-    sdk_write(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
     return n;
 }
 

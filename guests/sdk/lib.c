@@ -316,3 +316,13 @@ int sdk_snprintf(char *buf, size_t cap, const char *fmt, ...)
     va_end(ap);
     return n;
 }
+
+int sdk_vprintf_to(void (*write)(const void *buf, size_t len), const char *fmt,
+                   va_list ap)
+{
+    char buf[256];
+    int n = sdk_vsnprintf(buf, sizeof(buf), fmt, ap);
+
+    write(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+    return n;
+}

@@ -25,6 +25,10 @@ int strncmp(const char *a, const char *b, size_t n);
 int sdk_vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap);
 int sdk_snprintf(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Formats into a 256-byte buffer (longer output is cut) and passes the
+ * bytes to write; returns the full length, like printf. */
+int sdk_vprintf_to(void (*write)(const void *buf, size_t len), const char *fmt,
+                   va_list ap);
 
 /* Parses an unsigned decimal or 0x-hex number of exactly len characters;
  * 0 on success, -1 when malformed or out of range. */

@@ -53,16 +53,19 @@ _Noreturn void user_exit(int code)
         __asm__ volatile("ud2");
 }
 
+static void write_all(const void *buf, size_t len)
+{
+    user_write(buf, len);
+}
+
 int user_printf(const char *fmt, ...)
 {
-    char buf[256];
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = sdk_vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = sdk_vprintf_to(write_all, fmt, ap);
     va_end(ap);
-    user_write(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
     return n;
 }
 
