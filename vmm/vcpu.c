@@ -50,6 +50,7 @@ void vcpu_destroy(struct vcpu *cpu)
     if (!cpu)
         return;
     cpu->ops->fini(cpu);
+    free(cpu->emu_dirty);
     free(cpu);
 }
 

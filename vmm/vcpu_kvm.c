@@ -867,6 +867,11 @@ static int kvm_dirty_log(struct vcpu *cpu, uint64_t *bitmap)
     /* num_pages must be a multiple of 64 unless it reaches the end. */
     if (ioctl(p->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
         return -errno;
+    if (cpu->emu_dirty) { /* written by the Unicorn fallback */
+        for (size_t i = 0; i < bytes / 8; i++)
+            bitmap[i] |= cpu->emu_dirty[i];
+        memset(cpu->emu_dirty, 0, bytes);
+    }
     return 0;
 }
 

@@ -30,6 +30,11 @@ struct vcpu {
      * The KVM backend's init sets it to vcpu_unicorn_emulate_one.
      */
     int (*emu_fallback)(struct vcpu *kvm_cpu, struct vcpu_exit *e);
+    /* Pages the fallback wrote (one bit per 4 KiB page; NULL until it
+     * first runs; freed by vcpu_destroy).  KVM's dirty log never sees
+     * writes made outside KVM_RUN, so the KVM backend's dirty_log ORs this
+     * into its result and clears it. */
+    uint64_t *emu_dirty;
 };
 
 /* Serves a port access through cpu->io (all ones / ignored when none). */
@@ -38,8 +43,12 @@ int vcpu_io_pio(struct vcpu *cpu, uint16_t port, unsigned size, bool write,
 int vcpu_io_mmio(struct vcpu *cpu, uint64_t gpa, unsigned size, bool write,
                  uint64_t *val);
 
-/* Provided by vcpu_unicorn*.c (issue 4): see struct vcpu.emu_fallback.
- * Returns VMM_E_UNSUPPORTED until the Unicorn backend implements it. */
+/* Provided by vcpu_unicorn.c: see struct vcpu.emu_fallback.  Executes
+ * the instruction at RIP under Unicorn on kvm_cpu's state and RAM
+ * (delivering what it raises through the IDT), sets the state back and
+ * returns 0; pages it wrote are added to kvm_cpu->emu_dirty.  Otherwise
+ * an error, with e->reason/detail replaced when Unicorn found something
+ * else to report (triple fault, an instruction that cannot be replayed). */
 int vcpu_unicorn_emulate_one(struct vcpu *kvm_cpu, struct vcpu_exit *e);
 
 /* 1 when the vCPU can take an external interrupt right now (RFLAGS.IF set,
