@@ -67,6 +67,16 @@ static uint64_t ld64(struct uni *u, uint64_t pa)
 static void st64(struct uni *u, uint64_t pa, uint64_t v)
 {
     memcpy(u->cpu->ram + pa, &v, 8);
+    uni_mark_dirty(u, pa, 8);
+}
+
+void uni_mark_dirty(struct uni *u, uint64_t gpa, uint64_t len)
+{
+    if (!u->dirty || !len)
+        return;
+    for (uint64_t p = gpa / 4096; p <= (gpa + len - 1) / 4096; p++)
+        if (p < u->cpu->ram_size / 4096)
+            u->dirty[p / 64] |= 1ull << (p % 64);
 }
 
 /* Translates a supervisor access in long mode (or identity without
@@ -136,6 +146,7 @@ static bool vmem(struct uni *u, uint64_t va, void *buf, size_t len,
         }
         if (write) {
             memcpy(u->cpu->ram + pa, p, chunk);
+            uni_mark_dirty(u, pa, chunk);
             /* a frame written over code must not run stale TBs */
             uc_ctl_remove_cache(u->uc, pa, pa + chunk);
         } else {

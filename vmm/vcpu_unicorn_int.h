@@ -188,6 +188,7 @@ struct uni {
     unsigned mmio_len;
 
     volatile int kicked;
+    uint64_t *dirty;      /* KVM fallback: pages written (bit per page) */
 };
 
 /* vcpu_unicorn_state.c */
@@ -209,6 +210,9 @@ int uni_clear_exception(struct uni *u);
 uint32_t uni_error_code(struct uni *u);
 uint64_t uni_reg(struct uni *u, int id);
 void uni_set_reg(struct uni *u, int id, uint64_t v);
+
+/* Records [gpa, gpa+len) as written when u->dirty is set (fallback). */
+void uni_mark_dirty(struct uni *u, uint64_t gpa, uint64_t len);
 
 /* vcpu_unicorn_event.c */
 /* Delivers vector through the guest IDT (long mode).  has_err/err: error
