@@ -10,8 +10,8 @@
  *   [kernel] task 1: #DE (vector 0) at rip=0x... err=0x0 -> resumed at fixup
  * then "exceptions: <what>: caught <name> (vector V)"; then
  *   exceptions: 6/6 caught
- *   [kernel] task 2: #PF (vector 14) at rip=0x... err=0x4
- *            cr2=0xdead0000000 -> task killed            (one line)
+ *   [kernel] task 2: #PF (vector 14) at rip=0x... err=0x6 cr2=0x0 -> task
+ *            killed                                       (one line)
  *   exceptions: task 2 killed by vector 14
  *   exceptions: ok
  * RIP values depend on the build, not the run.  Exit value 0 (status 1),
@@ -19,9 +19,6 @@
  */
 #include "sdk.h"
 #include "user.h"
-
-/* Above the SDK's 1 GiB identity map: not present. */
-#define UNMAPPED_ADDR 0xdead0000000ull
 
 /* Defines long name(void), which runs insn with its faulting instruction
  * at label 1 and the fixup at label 2: returns the vector when the kernel
@@ -41,7 +38,8 @@ FAULT_SITE(raise_bp, "1: int3")
 FAULT_SITE(raise_de, "xor %%edx, %%edx\n\tmov $1, %%eax\n1: divl %1",
            : "c"(0u)
            : "rdx")
-FAULT_SITE(raise_pf, "1: movq (%1), %0", : "r"(UNMAPPED_ADDR) : "memory")
+/* Page 0 is not mapped (sdk_unmap_page0). */
+FAULT_SITE(raise_pf, "1: movq (%1), %0", : "r"(0ul) : "memory")
 FAULT_SITE(raise_gp_hlt, "1: hlt")
 /* Port 0x80 is not in the task's I/O bitmap. */
 FAULT_SITE(raise_gp_port, "1: inb $0x80, %%al")
@@ -54,7 +52,7 @@ static const struct fault_case {
 } cases[] = {
     {"int3", "#BP", 3, raise_bp},
     {"divide by zero", "#DE", 0, raise_de},
-    {"load from an unmapped address", "#PF", 14, raise_pf},
+    {"load from NULL", "#PF", 14, raise_pf},
     {"hlt in ring 3", "#GP", 13, raise_gp_hlt},
     {"inb from a port outside the I/O bitmap", "#GP", 13, raise_gp_port},
     {"ud2", "#UD", 6, raise_ud},
@@ -82,11 +80,13 @@ static long fault_task(void *arg)
     return caught == N_CASES ? 0 : 1;
 }
 
-/* Faults with no fixup: the kernel ends the task. */
+/* Stores to NULL with no fixup: the kernel ends the task.  (In asm: a
+ * NULL dereference in C is undefined, and gcc would emit ud2 instead.) */
 static long doomed_task(void *arg)
 {
     (void)arg;
-    return (long)*(volatile uint64_t *)UNMAPPED_ADDR;
+    __asm__ volatile("movq $1, (%0)" : : "r"(0ul) : "memory");
+    return 0;
 }
 
 int guest_main(void)

@@ -52,7 +52,7 @@
 /* debug-exit value of a kernel panic: ttvm/QEMU exit status 0xe1 (225). */
 #define EXIT_PANIC 0x70
 
-/* Identity map the SDK builds: the first 1 GiB with 2 MiB pages. */
+/* Identity map the SDK builds: the first 1 GiB, except page 0. */
 #define SDK_MAPPED_BYTES 0x40000000
 
 #endif /* GUEST_SDK_ABI_H */

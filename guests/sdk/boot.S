@@ -35,6 +35,7 @@
 /* Page-table entry bits: present, writable, user, accessed, dirty, 2M. */
 #define PTE_TABLE 0x27 /* P | RW | US | A */
 #define PTE_2M 0xe7    /* P | RW | US | A | D | PS */
+#define PTE_4K 0x67    /* P | RW | US | A | D */
 
 #define BOOT_PATH_ELF64 1
 #define BOOT_PATH_MULTIBOOT 2
@@ -146,9 +147,13 @@ gdt_ptr:
     .word sdk_gdt_end - sdk_gdt - 1
     .quad sdk_gdt
 
-/* ---- Identity map of the first 1 GiB, 2 MiB pages, all user-accessible
- * (guests are one protection domain; ring 3 is for speed, not isolation).
- * Addresses from 1 GiB up are not mapped: touching them is a #PF. ---- */
+/* ---- Identity map of the first 1 GiB, all user-accessible (guests are
+ * one protection domain: ring 3 is for speed, not isolation).  2 MiB
+ * pages, except 4 KiB pages for the first 2 MiB so that page 0 can be
+ * unmapped once the boot information is read (sdk_unmap_page0): a NULL
+ * access is a #PF, on every engine (an address outside RAM is a #PF on
+ * KVM but an unmapped-memory error in Unicorn).  From 1 GiB up nothing is
+ * mapped. ---- */
     .section .data.sdk_pagetables, "aw"
     .balign 4096
 pml4:
@@ -158,10 +163,18 @@ pdpt:
     .quad pd + PTE_TABLE
     .fill 511, 8, 0
 pd:
-    .set addr, 0
-    .rept 512
+    .quad sdk_pt0 + PTE_TABLE
+    .set addr, 0x200000
+    .rept 511
     .quad addr + PTE_2M
     .set addr, addr + 0x200000
+    .endr
+    .globl sdk_pt0
+sdk_pt0:
+    .set addr, 0
+    .rept 512
+    .quad addr + PTE_4K
+    .set addr, addr + 0x1000
     .endr
 
 /* ---- stacks ---- */

@@ -103,3 +103,11 @@ void sdk_io_allow(uint16_t port, unsigned count)
     for (unsigned p = port; p < (unsigned)port + count && p < 0x10000; p++)
         tss.iomap[p / 8] &= (uint8_t) ~(1u << (p % 8));
 }
+
+void sdk_unmap_page0(void)
+{
+    extern uint64_t sdk_pt0[512];
+
+    sdk_pt0[0] = 0;
+    __asm__ volatile("invlpg (%0)" : : "r"(0ul) : "memory");
+}

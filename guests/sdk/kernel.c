@@ -26,6 +26,7 @@ void sdk_kmain(uint64_t info, uint64_t magic, uint64_t path)
 {
     const char *warning = sdk_boot_info_parse(info, magic, path);
 
+    sdk_unmap_page0();
     sdk_cpu_init();
     sdk_pic_init();
     sdk_serial_init();

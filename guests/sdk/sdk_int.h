@@ -36,6 +36,9 @@ void sdk_trap(struct sdk_trap_frame *f);
 
 /* cpu.c */
 void sdk_cpu_init(void);
+/* Makes page 0 not present, so that NULL accesses fault; called once the
+ * Multiboot information (which a loader may put anywhere) has been read. */
+void sdk_unmap_page0(void);
 
 /* devices.c */
 void sdk_pic_init(void);

@@ -12,7 +12,7 @@ static bool user_range_ok(uint64_t p, uint64_t len)
 
     if (!top || top > SDK_MAPPED_BYTES)
         top = SDK_MAPPED_BYTES;
-    return p < top && len <= top - p;
+    return p >= 4096 && p < top && len <= top - p; /* page 0 is unmapped */
 }
 
 static long sys_write(uint64_t buf, uint64_t len)

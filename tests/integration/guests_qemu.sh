@@ -122,8 +122,8 @@ check exceptions "exceptions" $NONE 1 "$(exp <<EOF
 exceptions: int3: caught #BP (vector 3)
 ~\[kernel\] task 1: #DE \(vector 0\) $X -> resumed at fixup
 exceptions: divide by zero: caught #DE (vector 0)
-~\[kernel\] task 1: #PF \(vector 14\) at rip=0x[0-9a-f]+ err=0x4 cr2=0xdead0000000 -> resumed at fixup
-exceptions: load from an unmapped address: caught #PF (vector 14)
+~\[kernel\] task 1: #PF \(vector 14\) at rip=0x[0-9a-f]+ err=0x4 cr2=0x0 -> resumed at fixup
+exceptions: load from NULL: caught #PF (vector 14)
 ~\[kernel\] task 1: #GP \(vector 13\) $X -> resumed at fixup
 exceptions: hlt in ring 3: caught #GP (vector 13)
 ~\[kernel\] task 1: #GP \(vector 13\) $X -> resumed at fixup
@@ -131,7 +131,7 @@ exceptions: inb from a port outside the I/O bitmap: caught #GP (vector 13)
 ~\[kernel\] task 1: #UD \(vector 6\) $X -> resumed at fixup
 exceptions: ud2: caught #UD (vector 6)
 exceptions: 6/6 caught
-~\[kernel\] task 2: #PF \(vector 14\) at rip=0x[0-9a-f]+ err=0x4 cr2=0xdead0000000 -> task killed
+~\[kernel\] task 2: #PF \(vector 14\) at rip=0x[0-9a-f]+ err=0x6 cr2=0x0 -> task killed
 exceptions: task 2 killed by vector 14
 exceptions: ok
 EOF
