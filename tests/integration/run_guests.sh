@@ -88,12 +88,9 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 run 12 "$TMP/clihlt.elf" && err_has "halted with interrupts disabled" &&
     err_has "RIP=0x"
 run 8 "$TMP/triple.elf" && err_has "triple" && err_has "CR2=0x7fffffffff00"
-if [ -d /sys/module/kvm_pvm ]; then
-    run 14 "$TMP/int3.elf" && err_has "bytes \[cc\] (int3)" &&
-        err_has "CPL0" && err_has "RIP=0x"
-else
-    run 8 "$TMP/int3.elf" # #BP with no IDT
-fi
+# #BP with no IDT: a triple fault, also under kvm-pvm, where the Unicorn
+# fallback completes the int3 KVM cannot emulate in ring 0.
+run 8 "$TMP/int3.elf" && err_has "triple"
 run 1 "$TMP/ports.elf" || true
 for p in 0x1234 0x99 0x98; do
     [ "$(grep -c "unknown I/O port $p " "$TMP/err")" -eq 1 ] ||

@@ -1,5 +1,5 @@
-/* int3 in ring 0: kvm-pvm cannot emulate it (elsewhere: #BP, no IDT, so a
- * triple fault). */
+/* int3 in ring 0 with no IDT: #BP, then a triple fault (under kvm-pvm,
+ * which cannot emulate int3 in ring 0, through the Unicorn fallback). */
     .code64
     .globl _start
 _start:
