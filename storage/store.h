@@ -68,7 +68,9 @@ int store_open(const char *path, bool writable, const uint8_t *key,
  * store_commit first.  Closing discards uncommitted work. */
 void store_close(struct store *st);
 
-/* More about the last error on st ("" if none); valid until the next call. */
+/* More about the last error on st ("" if none); valid until the next call.
+ * store_error_detail(NULL) is the detail of the last failed store_create or
+ * store_open in the calling thread (they return no store to ask). */
 const char *store_error_detail(const struct store *st);
 
 /* ---- metadata (FORMAT.md lists the keys) ---- */
