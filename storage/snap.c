@@ -386,7 +386,8 @@ static int end_check(struct store *st, struct snap_build *b)
 {
     if (b->npages > UINT32_MAX)
         return store_fail(st, STORE_E_ARG, "too many pages in a snapshot");
-    qsort(b->pages, b->npages, sizeof *b->pages, page_cmp);
+    if (b->npages) /* qsort wants a non-NULL array */
+        qsort(b->pages, b->npages, sizeof *b->pages, page_cmp);
     for (size_t i = 1; i < b->npages; i++)
         if (b->pages[i].gfn == b->pages[i - 1].gfn)
             return store_fail(st, STORE_E_ARG,

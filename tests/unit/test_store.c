@@ -848,6 +848,7 @@ Test(store, encrypted_round_trip_and_key_errors)
     ST_OK(st, store_commit(st));
     store_close(st);
     cr_assert(file_contains(f, "SECRET-CMDLINE"));
+    free(ev);
 }
 
 Test(store, image_hash_mismatch_is_named)
