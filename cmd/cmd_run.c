@@ -33,6 +33,8 @@ static void usage(FILE *f)
         "  --cmdline STR       command line passed in the Multiboot info\n"
         "  --timeout SECONDS   stop after this much wall time\n"
         "  --boot MODE         auto (default), elf64 or multiboot\n"
+        "  --backend NAME      CPU backend: kvm (default) or unicorn (exact\n"
+        "                      instruction counting, no KVM needed)\n"
         "\n"
         "exit status: the guest's debug-exit status (value << 1) | 1 when it\n"
         "writes port 0xF4, else 2 usage, 4 image refused, 6 KVM unusable,\n"
@@ -41,7 +43,7 @@ static void usage(FILE *f)
 }
 
 struct run_args {
-    const char *guest, *input, *serial_out, *cmdline;
+    const char *guest, *input, *serial_out, *cmdline, *backend;
     uint64_t mem;
     double timeout;
     enum vmm_boot_mode boot;
@@ -76,6 +78,7 @@ static int parse(int argc, char **argv, struct run_args *a)
         { "cmdline", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
         { "boot", required_argument, NULL, 'b' },
+        { "backend", required_argument, NULL, 'B' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -108,6 +111,11 @@ static int parse(int argc, char **argv, struct run_args *a)
             if (parse_boot(optarg, &a->boot))
                 return bad("--boot must be auto, elf64 or multiboot, not",
                            optarg);
+            break;
+        case 'B':
+            if (!vcpu_ops_by_name(optarg))
+                return bad("--backend must be kvm or unicorn, not", optarg);
+            a->backend = optarg;
             break;
         case 'h': usage(stdout); return TTVM_EXIT_OK;
         default:
@@ -195,7 +203,7 @@ static int boot_and_run(const struct run_args *a, const uint8_t *img,
                         size_t len, int in, int out)
 {
     struct vmm_config cfg = { .mem_size = a->mem, .serial_in_fd = in,
-                              .serial_out_fd = out };
+                              .serial_out_fd = out, .backend = a->backend };
     struct vmm *vm;
     int rc = vmm_create(&cfg, &vm);
     if (rc) {
