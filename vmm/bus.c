@@ -68,7 +68,11 @@ int dev_bus_pio(void *bus, uint16_t port, unsigned size, bool write,
     const struct dev_ops *d = lookup(port);
     if (d) {
         d->pio(b, port, size, write, val);
-        return 0;
+        /* Stop after this instruction when the run loop has something to
+         * do: the guest asked to exit, or an interrupt is now pending.
+         * KVM stops at every port access anyway; the Unicorn backend
+         * serves them without stopping unless told. */
+        return b->exit.requested || dev_pic_pending(b) ? 1 : 0;
     }
     if (!write)
         *val = size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;

@@ -245,6 +245,7 @@ static int handle_exit(struct runner *r, const struct vcpu_exit *e)
     struct vmm *vm = r->vm;
     switch (e->reason) {
     case VCPU_EXIT_IO:
+    case VCPU_EXIT_STOP: /* Unicorn: the bus asked to stop after an access */
     case VCPU_EXIT_IRQ_WINDOW:
     case VCPU_EXIT_KICK:
         if (e->reason == VCPU_EXIT_IRQ_WINDOW)
