@@ -126,7 +126,7 @@ static int arm_sites(struct uni *u, struct ublk *b)
         u->nsites++;
         added = 1;
     }
-    b->flags |= 0x8000; /* sites armed */
+    b->flags |= UBLK_ARMED; /* sites armed */
     return added;
 }
 
@@ -172,13 +172,17 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     (void)uc;
     if (u->stopping)
         return;
-    if (u->cur)
+    if (u->cur) {
+        bool chg = u->cur->flags & UBLK_MODE_CHG;
         commit(u);
+        if (chg)
+            uni_refresh_mode(u); /* a far jump, iret... may switch modes */
+    }
     u->stop_rip = addr; /* for any stop requested below */
     const char *why = "";
     bool changed;
     struct ublk *b = ublk_get(&u->blocks, u->cpu->ram, u->cpu->ram_size,
-                              addr, size, &changed, &why);
+                              addr, size, u->mode, &changed, &why);
     if (!b) {
         fail_in_hook(u, why, addr);
         return;
@@ -200,6 +204,8 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         uint64_t rcx = uni_reg(u, UC_X86_REG_RCX);
         if (b->flags & UBLK_REP_A32)
             rcx = (uint32_t)rcx;
+        else if (b->flags & UBLK_REP_A16)
+            rcx = (uint16_t)rcx;
         if (!rcx) { /* QEMU's extra pass that leaves a finished rep */
             u->cur = b;
             u->cur_eff = 0;
@@ -222,7 +228,7 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         request_stop(u, USTOP_AT, UWHY_KICK, u->pos_base);
         return;
     }
-    if (b->sites && !(b->flags & 0x8000)) {
+    if (b->sites && !(b->flags & UBLK_ARMED)) {
         int rc = arm_sites(u, b);
         if (rc < 0) {
             fail_in_hook(u, "cannot hook special instructions", addr);
@@ -298,6 +304,12 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
             stop_in_block(u, idx, UWHY_BREAK);
             return;
         }
+    }
+    if ((kind & USITE_IO) &&
+        !uni_io_allowed(u, u->cur->bytes + u->cur->off[idx],
+                        u->cur->off[idx + 1] - u->cur->off[idx])) {
+        stop_in_block(u, idx, UWHY_IOGP);
+        return;
     }
     if (kind & (USITE_IO | USITE_MMIO)) {
         u->io_rip = addr;
@@ -380,7 +392,7 @@ static bool on_mmio(uc_engine *uc, uc_mem_type type, uint64_t addr, int size,
              * later accesses see exact EFLAGS and can stop right after */
             u->cur->kind[idx] |= USITE_MMIO;
             u->cur->sites |= USITE_MMIO;
-            u->cur->flags &= ~0x8000;
+            u->cur->flags &= ~UBLK_ARMED;
         }
     }
     io_enter(u);
@@ -568,7 +580,6 @@ static int uni_init(struct vcpu *cpu)
         goto fail;
     if ((rc = ublk_cache_init(&u->blocks)) || (rc = add_hooks(u)))
         goto fail;
-    u->efer = 0x500; /* Unicorn starts in long mode */
     cpu->caps = VCPU_CAP_ICOUNT | VCPU_CAP_STEP | VCPU_CAP_STEP_CPL3 |
                 VCPU_CAP_BREAK | VCPU_CAP_KICK;
     return 0;
@@ -652,7 +663,7 @@ static void fill_emu(struct uni *u, struct vcpu_exit *e, uint64_t rip)
         unsigned len = 0;
         memcpy(e->emu.insn, u->cpu->ram + rip, n);
         if (!ublk_insn_at(&u->blocks, u->cpu->ram, u->cpu->ram_size, rip,
-                          &len, NULL, 0))
+                          u->mode, &len, NULL, 0))
             e->emu.len = (uint8_t)len;
     }
 }
@@ -663,8 +674,8 @@ static int stop_noreplay(struct uni *u, struct vcpu_exit *e)
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
     char text[64] = "?";
     unsigned len;
-    ublk_insn_at(&u->blocks, u->cpu->ram, u->cpu->ram_size, rip, &len, text,
-                 sizeof text);
+    ublk_insn_at(&u->blocks, u->cpu->ram, u->cpu->ram_size, rip, u->mode,
+                 &len, text, sizeof text);
     e->reason = VCPU_EXIT_EMU_FAIL;
     fill_emu(u, e, rip);
     snprintf(e->detail, sizeof e->detail,
@@ -769,6 +780,17 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
             u->last_insn = NO_INSN;
             return 0;
         }
+        case UWHY_IOGP:
+            u->pos_base++; /* the faulting instruction counts */
+            u->last_insn = NO_INSN;
+            u->soft_len = 0;
+            if (uni_clear_exception(u) < 0)
+                return VMM_E_UNICORN;
+            u->exc_vector = 13;
+            u->exc_soft = false;
+            u->exc_err = 0;
+            u->stop_rip = rip;
+            return handle_exception(u, e);
         case UWHY_PAGING:
             e->reason = VCPU_EXIT_EMU_FAIL;
             fill_emu(u, e, rip);

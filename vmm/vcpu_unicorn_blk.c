@@ -22,10 +22,13 @@ static unsigned hash_addr(uint64_t a)
 
 int ublk_cache_init(struct ublk_cache *c)
 {
+    static const cs_mode modes[3] = {CS_MODE_16, CS_MODE_32, CS_MODE_64};
     memset(c, 0, sizeof *c);
-    if (cs_open(CS_ARCH_X86, CS_MODE_64, &c->cs) != CS_ERR_OK)
-        return VMM_E_UNICORN;
-    cs_option(c->cs, CS_OPT_DETAIL, CS_OPT_ON);
+    for (int i = 0; i < 3; i++) {
+        if (cs_open(CS_ARCH_X86, modes[i], &c->cs[i]) != CS_ERR_OK)
+            return VMM_E_UNICORN;
+        cs_option(c->cs[i], CS_OPT_DETAIL, CS_OPT_ON);
+    }
     return 0;
 }
 
@@ -47,8 +50,9 @@ void ublk_cache_fini(struct ublk_cache *c)
         }
         c->tab[i] = NULL;
     }
-    if (c->cs)
-        cs_close(&c->cs);
+    for (int i = 0; i < 3; i++)
+        if (c->cs[i])
+            cs_close(&c->cs[i]);
 }
 
 /* A string instruction (MOVS/CMPS/STOS/LODS/SCAS/INS/OUTS) by opcode. */
@@ -61,6 +65,19 @@ static bool is_string_op(uint8_t op)
 static bool has_rep(const cs_x86 *x)
 {
     return x->prefix[0] == X86_PREFIX_REP || x->prefix[0] == X86_PREFIX_REPNE;
+}
+
+static bool changes_cs(unsigned id)
+{
+    switch (id) {
+    case X86_INS_LJMP: case X86_INS_LCALL: case X86_INS_RETF:
+    case X86_INS_RETFQ: case X86_INS_IRET: case X86_INS_IRETD:
+    case X86_INS_IRETQ: case X86_INS_SYSENTER: case X86_INS_SYSEXIT:
+    case X86_INS_RSM:
+        return true;
+    default:
+        return false;
+    }
 }
 
 static unsigned insn_kind(const cs_insn *in)
@@ -92,10 +109,11 @@ static unsigned insn_kind(const cs_insn *in)
 }
 
 static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
-                           uint64_t addr, uint32_t size, const char **why)
+                           uint64_t addr, uint32_t size, enum umode mode,
+                           const char **why)
 {
     cs_insn *in = NULL;
-    size_t n = cs_disasm(c->cs, code, size, addr, 0, &in);
+    size_t n = cs_disasm(c->cs[mode], code, size, addr, 0, &in);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += in[i].size;
@@ -120,12 +138,15 @@ static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
     }
     b->addr = addr;
     b->size = size;
+    b->mode = (uint8_t)mode;
     b->ninsn = (uint16_t)n;
     memcpy(b->bytes, code, size);
     for (size_t i = 0; i < n; i++) {
         b->off[i] = (uint16_t)(in[i].address - addr);
         b->kind[i] = (uint8_t)insn_kind(&in[i]);
         b->sites |= b->kind[i];
+        if (changes_cs(in[i].id) || (b->kind[i] & USITE_CR))
+            b->flags |= UBLK_MODE_CHG;
     }
     b->off[n] = (uint16_t)size;
     const cs_x86 *x0 = &in[0].detail->x86;
@@ -133,6 +154,8 @@ static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
         b->flags |= UBLK_REP_FIRST;
         if (x0->addr_size == 4)
             b->flags |= UBLK_REP_A32;
+        else if (x0->addr_size == 2)
+            b->flags |= UBLK_REP_A16;
     }
     cs_free(in, n);
     return b;
@@ -140,7 +163,7 @@ static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
 
 struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
                       uint64_t ram_size, uint64_t addr, uint32_t size,
-                      bool *changed, const char **why)
+                      enum umode mode, bool *changed, const char **why)
 {
     *changed = false;
     if (!size || size > 0x10000 || addr >= ram_size ||
@@ -151,7 +174,7 @@ struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
     unsigned h = hash_addr(addr);
     struct ublk **pp = &c->tab[h];
     for (struct ublk *b = *pp; b; pp = &b->next, b = b->next) {
-        if (b->addr != addr)
+        if (b->addr != addr || b->mode != mode)
             continue;
         if (b->size == size && !memcmp(b->bytes, ram + addr, size))
             return b;
@@ -161,7 +184,7 @@ struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
         *changed = true;
         break;
     }
-    struct ublk *b = decode(c, ram + addr, addr, size, why);
+    struct ublk *b = decode(c, ram + addr, addr, size, mode, why);
     if (!b)
         return NULL;
     b->next = c->tab[h];
@@ -209,13 +232,14 @@ int ublk_index(const struct ublk *b, uint64_t addr)
 }
 
 int ublk_insn_at(struct ublk_cache *c, const uint8_t *ram, uint64_t ram_size,
-                 uint64_t addr, unsigned *len, char *text, size_t cap)
+                 uint64_t addr, enum umode mode, unsigned *len, char *text,
+                 size_t cap)
 {
     if (addr >= ram_size)
         return VMM_E_RANGE;
     size_t avail = ram_size - addr < 16 ? ram_size - addr : 16;
     cs_insn *in = NULL;
-    size_t n = cs_disasm(c->cs, ram + addr, avail, addr, 1, &in);
+    size_t n = cs_disasm(c->cs[mode], ram + addr, avail, addr, 1, &in);
     if (!n)
         return VMM_E_STATE;
     *len = in[0].size;

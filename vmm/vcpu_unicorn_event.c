@@ -89,7 +89,7 @@ static bool walk(struct uni *u, uint64_t va, bool write, uint64_t *pa,
         *pa = va & 0xffffffffull;
         return true;
     }
-    if (!(u->efer & (1u << 10))) { /* legacy paging: identity only */
+    if (!(uni_efer(u) & (1u << 10))) { /* legacy paging: identity only */
         *pa = va;
         return true;
     }
@@ -331,7 +331,7 @@ static bool contributory(unsigned v)
 int uni_deliver(struct uni *u, unsigned vector, bool soft, bool has_err,
                 uint32_t err)
 {
-    if (!(u->efer & (1u << 10))) {
+    if (!(uni_efer(u) & (1u << 10))) {
         snprintf(u->detail, sizeof u->detail,
                  "vector %u outside long mode: the Unicorn backend delivers "
                  "interrupts in 64-bit mode only", vector);
@@ -407,7 +407,8 @@ int uni_emulate_syscall(struct uni *u)
     int rc = uni_get_regs(u, &r);
     if (rc)
         return rc;
-    if (!(u->efer & 1) || !(u->efer & (1u << 10))) {
+    uint64_t efer = uni_efer(u);
+    if (!(efer & 1) || !(efer & (1u << 10))) {
         r.rip -= 2;
         if ((rc = uni_set_regs(u, &r)))
             return rc;
@@ -448,7 +449,7 @@ int uni_emulate_sysret(struct uni *u, bool rex_w)
     int rc = get_all(u, &r, &s);
     if (rc)
         return rc;
-    if (!(u->efer & 1) || !s.cs.l)
+    if (!(s.efer & 1) || !s.cs.l)
         return uni_deliver(u, EXC_UD, false, false, 0) < 0 ? VMM_E_UNICORN
                                                            : 1;
     if (s.cs.dpl != 0 || (rex_w && !canonical(r.rcx)))
@@ -485,7 +486,7 @@ int uni_emulate_msr(struct uni *u, bool write)
     if (write) {
         uint64_t v = (r.rdx << 32) | (uint32_t)r.rax;
         if (id == 0xc0000080) {
-            int rc2 = uni_set_efer(u, (u->efer & (1u << 10)) |
+            int rc2 = uni_set_efer(u, (uni_efer(u) & (1u << 10)) |
                                           (v & ~(1ull << 10)));
             if (rc2)
                 return rc2;
@@ -498,7 +499,7 @@ int uni_emulate_msr(struct uni *u, bool write)
     } else {
         uint64_t v;
         if (id == 0xc0000080)
-            v = u->efer;
+            v = uni_efer(u);
         else if (id == 0xc0000103)
             v = u->tsc_aux;
         else
@@ -556,7 +557,7 @@ int uni_check_paging(struct uni *u)
         return 0;
     uint64_t cr3 = uni_reg(u, UC_X86_REG_CR3);
     uint64_t cr4 = uni_reg(u, UC_X86_REG_CR4);
-    if (u->efer & (1u << 10)) {
+    if (uni_efer(u) & (1u << 10)) {
         if (cr4 & (1u << 12)) {
             snprintf(u->detail, sizeof u->detail,
                      "5-level paging is not supported by Unicorn 2.0.1");
@@ -605,4 +606,58 @@ int uni_check_paging(struct uni *u)
         }
     }
     return 0;
+}
+
+/* ---- I/O permission (Unicorn 2.0.1 skips the check) --------------------- */
+
+/* Port and size of the IN/OUT/INS/OUTS at p (its bytes). */
+static bool io_operands(struct uni *u, const uint8_t *p, unsigned len,
+                        uint16_t *port, unsigned *size)
+{
+    bool opsize16 = false;
+    unsigned i = 0;
+    for (; i < len; i++) {
+        if (p[i] == 0x66)
+            opsize16 = true;
+        else if (p[i] != 0x67 && p[i] != 0xf2 && p[i] != 0xf3 &&
+                 (p[i] & 0xf0) != 0x40)
+            break;
+    }
+    if (i >= len)
+        return false;
+    uint8_t op = p[i];
+    bool imm = op >= 0xe4 && op <= 0xe7;
+    *size = (op & 1) ? (opsize16 ? 2 : 4) : 1;
+    if (imm) {
+        if (i + 1 >= len)
+            return false;
+        *port = p[i + 1];
+    } else {
+        *port = (uint16_t)uni_reg(u, UC_X86_REG_RDX);
+    }
+    return true;
+}
+
+/* False when CPL > IOPL and the TSS I/O bitmap denies the access (the
+ * instruction must raise #GP(0) instead of running). */
+bool uni_io_allowed(struct uni *u, const uint8_t *insn, unsigned len)
+{
+    unsigned cpl = uni_reg(u, UC_X86_REG_CS) & 3;
+    unsigned iopl = (uni_reg(u, UC_X86_REG_RFLAGS) >> 12) & 3;
+    if (cpl <= iopl)
+        return true;
+    uint16_t port;
+    unsigned size;
+    if (!io_operands(u, insn, len, &port, &size))
+        return true;
+    uc_x86_mmr tr = {0};
+    uc_reg_read(u->uc, UC_X86_REG_TR, &tr);
+    struct fault f;
+    uint16_t base, bits;
+    if (tr.limit < 0x67 || !vmem(u, tr.base + 0x66, &base, 2, false, &f))
+        return false;
+    uint64_t off = (uint64_t)base + port / 8;
+    if (off + 1 > tr.limit || !vmem(u, tr.base + off, &bits, 2, false, &f))
+        return false;
+    return !((bits >> (port & 7)) & ((1u << size) - 1));
 }

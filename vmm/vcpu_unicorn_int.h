@@ -28,7 +28,13 @@
 enum {
     UBLK_REP_FIRST = 1u << 0, /* first instruction is a rep string insn */
     UBLK_REP_A32 = 1u << 1,   /* ... with a 32-bit address size (ECX) */
+    UBLK_REP_A16 = 1u << 2,   /* ... with a 16-bit address size (CX) */
+    UBLK_MODE_CHG = 1u << 3,  /* may change CS (far jmp/call/ret, iret) */
+    UBLK_ARMED = 1u << 15,    /* its sites' code hooks are installed */
 };
+
+/* Code size of a block: how Capstone must decode it. */
+enum umode { UMODE_16 = 0, UMODE_32 = 1, UMODE_64 = 2 };
 
 /* Kinds of instructions that need a code hook of their own ("sites"). */
 enum usite_kind {
@@ -44,6 +50,7 @@ struct ublk {
     uint32_t size;
     uint16_t ninsn;
     uint16_t flags;      /* UBLK_* */
+    uint8_t mode;        /* enum umode it was decoded in */
     unsigned sites;      /* union of usite_kind over its instructions */
     uint8_t *bytes;      /* copy of the guest bytes, to detect changes */
     uint16_t *off;       /* ninsn + 1 instruction offsets (off[ninsn] = size) */
@@ -54,7 +61,7 @@ struct ublk {
 #define UBLK_HASH 4096
 
 struct ublk_cache {
-    csh cs;
+    csh cs[3]; /* per enum umode */
     struct ublk *tab[UBLK_HASH];
     size_t count;
 };
@@ -67,7 +74,7 @@ void ublk_cache_fini(struct ublk_cache *c);
  * disagrees with the block size); *why says why. */
 struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
                       uint64_t ram_size, uint64_t addr, uint32_t size,
-                      bool *changed, const char **why);
+                      enum umode mode, bool *changed, const char **why);
 /* Drops cached blocks overlapping [gpa, gpa+len). */
 void ublk_drop(struct ublk_cache *c, uint64_t gpa, uint64_t len);
 /* Index of the instruction starting at addr in b, ninsn for its end, -1
@@ -75,7 +82,8 @@ void ublk_drop(struct ublk_cache *c, uint64_t gpa, uint64_t len);
 int ublk_index(const struct ublk *b, uint64_t addr);
 /* Decodes the one instruction at addr (length, mnemonic) for reports. */
 int ublk_insn_at(struct ublk_cache *c, const uint8_t *ram, uint64_t ram_size,
-                 uint64_t addr, unsigned *len, char *text, size_t cap);
+                 uint64_t addr, enum umode mode, unsigned *len, char *text,
+                 size_t cap);
 
 /* ---- where Unicorn keeps what its API does not expose ------------------- */
 
@@ -114,6 +122,7 @@ enum ustop_why {
     UWHY_PAGING,
     UWHY_KICK,
     UWHY_IOERR,
+    UWHY_IOGP,       /* port denied by IOPL and the TSS bitmap: #GP(0) */
 };
 
 #define UNI_MAX_BP 64
@@ -138,6 +147,7 @@ struct uni {
     struct ublk *cur;     /* block being executed, NULL between runs */
     unsigned cur_eff;     /* instructions cur counts (0: rep tail) */
     uint64_t last_insn;   /* address of the last instruction completed */
+    enum umode mode;      /* code size of CS now */
 
     /* the current run */
     uint64_t target;      /* stop before this position */
@@ -176,7 +186,7 @@ struct uni {
     size_t nbps;
 
     /* state Unicorn cannot hold */
-    uint64_t efer;        /* the guest's EFER (Unicorn drops SCE) */
+    bool sce;             /* EFER.SCE: kept out of Unicorn (see state.c) */
     uint64_t tsc_aux;
     uint64_t cr8, apic_base, xcr0;
     struct vmm_events events;
@@ -202,8 +212,11 @@ int uni_get_sregs(struct uni *u, struct vmm_sregs *s);
  * clears QEMU's stale exception-in-flight state. */
 int uni_load_segs(struct uni *u, const struct vmm_segment *cs,
                   const struct vmm_segment *ss);
-/* Sets EFER as the guest sees it (Unicorn's own wrmsr drops NXE/SCE). */
+/* EFER as the guest sees it (Unicorn's own wrmsr drops NXE/SCE). */
 int uni_set_efer(struct uni *u, uint64_t efer);
+uint64_t uni_efer(struct uni *u);
+/* Re-reads the code size (16/32/64) from QEMU's hflags into u->mode. */
+int uni_refresh_mode(struct uni *u);
 /* Clears QEMU's old_exception (see NOTES: never reset by Unicorn). */
 int uni_clear_exception(struct uni *u);
 /* Error code of the exception Unicorn just reported. */
@@ -229,5 +242,6 @@ int uni_emulate_msr(struct uni *u, bool write);
  * it can reach.  0 = fine, VMM_E_PAGING with u->detail set otherwise. */
 int uni_check_paging(struct uni *u);
 bool uni_vector_has_error(unsigned vector);
+bool uni_io_allowed(struct uni *u, const uint8_t *insn, unsigned len);
 
 #endif /* TTVM_VCPU_UNICORN_INT_H */

@@ -296,6 +296,16 @@ static void seg_to_cache(const struct vmm_segment *s, uint8_t *c)
     memcpy(c + 20, &fl, 4);
 }
 
+static void tr_type_fix(uint8_t *c, unsigned from, unsigned to)
+{
+    uint32_t fl;
+    memcpy(&fl, c + 20, 4);
+    if (((fl >> DESC_TYPE_SHIFT) & 15) == from) {
+        fl = (fl & ~(15u << DESC_TYPE_SHIFT)) | (to << DESC_TYPE_SHIFT);
+        memcpy(c + 20, &fl, 4);
+    }
+}
+
 static void cache_to_seg(const uint8_t *c, struct vmm_segment *s)
 {
     uint32_t sel, lim, fl;
@@ -350,7 +360,9 @@ static uint32_t compute_hflags(struct uni *u, uint32_t old)
         h |= HF_OSFXSR;
     if (cr4 & (1u << 21))
         h |= HF_SMAP;
-    if (u->efer & (1u << 10))
+    uint64_t efer;
+    memcpy(&efer, b + l->efer, 8);
+    if (efer & (1u << 10))
         h |= HF_LMA;
     if ((h & HF_LMA) && (cs & DESC_L)) {
         h |= HF_CS32 | HF_SS32 | HF_CS64;
@@ -390,6 +402,19 @@ static uint32_t blob_get32(struct uni *u, size_t off)
     return v;
 }
 
+static void mode_from_hflags(struct uni *u, uint32_t h)
+{
+    u->mode = (h & HF_CS64) ? UMODE_64 : (h & HF_CS32) ? UMODE_32 : UMODE_16;
+}
+
+int uni_refresh_mode(struct uni *u)
+{
+    int rc = blob_save(u);
+    if (!rc)
+        mode_from_hflags(u, blob_get32(u, u->lay->hflags));
+    return rc;
+}
+
 int uni_clear_exception(struct uni *u)
 {
     int rc = blob_save(u);
@@ -406,12 +431,20 @@ uint32_t uni_error_code(struct uni *u)
     return blob_get32(u, u->lay->error_code);
 }
 
+uint64_t uni_efer(struct uni *u)
+{
+    uint64_t v = 0;
+    if (blob_save(u) == 0)
+        memcpy(&v, blob(u) + u->lay->efer, 8);
+    return (v & ~1ull) | (u->sce ? 1 : 0);
+}
+
 int uni_set_efer(struct uni *u, uint64_t efer)
 {
     int rc = blob_save(u);
     if (rc)
         return rc;
-    u->efer = efer;
+    u->sce = efer & 1;
     uint64_t v = efer & ~1ull;
     memcpy(blob(u) + u->lay->efer, &v, 8);
     blob_put32(u, u->lay->hflags,
@@ -430,9 +463,11 @@ int uni_load_segs(struct uni *u, const struct vmm_segment *cs,
         seg_to_cache(cs, b + u->lay->segs + 1 * u->lay->seg_stride);
     if (ss)
         seg_to_cache(ss, b + u->lay->segs + 2 * u->lay->seg_stride);
-    blob_put32(u, u->lay->hflags,
-               compute_hflags(u, blob_get32(u, u->lay->hflags)));
+    uint32_t h = compute_hflags(u, blob_get32(u, u->lay->hflags));
+    h &= ~HF_INHIBIT_IRQ; /* delivery and SYSCALL/SYSRET end a shadow */
+    blob_put32(u, u->lay->hflags, h);
     blob_put32(u, u->lay->old_exception, (uint32_t)-1);
+    mode_from_hflags(u, h);
     return blob_restore(u);
 }
 
@@ -542,8 +577,8 @@ static int set_sregs(struct uni *u, const struct vmm_sregs *s)
     for (int i = 0; i < 4; i++)
         if (uc_reg_write(uc, crid[i], &cr[i]))
             return VMM_E_UNICORN;
-    u->efer = s->efer;
-    int rc = write_msr(u, 0xc0000080, s->efer & ~1ull); /* SCE: emulated */
+    u->sce = s->efer & 1; /* SCE: emulated */
+    int rc = write_msr(u, 0xc0000080, s->efer & ~1ull);
     if (rc)
         return rc;
     uc_x86_mmr g = {0, s->gdt.base, s->gdt.limit, 0};
@@ -562,6 +597,9 @@ static int set_sregs(struct uni *u, const struct vmm_sregs *s)
                                          &s->fs, &s->gs, &s->ldt, &s->tr};
     for (int k = 0; k < 8; k++)
         seg_to_cache(segs[k], b + u->lay->segs + k * u->lay->seg_stride);
+    /* QEMU's TR cache holds the type the descriptor had before LTR set it
+     * busy (9, not 11), and its I/O permission check insists on that. */
+    tr_type_fix(b + u->lay->segs + 7 * u->lay->seg_stride, 11, 9);
     return 0; /* caller finishes hflags and restores the blob */
 }
 
@@ -592,6 +630,7 @@ int uni_set_state(struct uni *u, const struct vmm_cpu_state *s)
         h &= ~HF_INHIBIT_IRQ;
     blob_put32(u, u->lay->hflags, h);
     blob_put32(u, u->lay->old_exception, (uint32_t)-1);
+    mode_from_hflags(u, h);
     return blob_restore(u);
 }
 
@@ -606,6 +645,8 @@ int uni_get_sregs(struct uni *u, struct vmm_sregs *s)
                                    &s->fs, &s->gs, &s->ldt, &s->tr};
     for (int k = 0; k < 8; k++)
         cache_to_seg(b + u->lay->segs + k * u->lay->seg_stride, segs[k]);
+    if (s->tr.type == 9 && s->tr.present)
+        s->tr.type = 11; /* as hardware and KVM report it */
     /* LDT/TR are system segments: S is 0 and "unusable" means absent. */
     uc_x86_mmr g = {0}, i = {0};
     uc_reg_read(u->uc, UC_X86_REG_GDTR, &g);
@@ -620,7 +661,7 @@ int uni_get_sregs(struct uni *u, struct vmm_sregs *s)
     s->cr4 = uni_reg(u, UC_X86_REG_CR4);
     uint64_t efer;
     memcpy(&efer, b + u->lay->efer, 8);
-    s->efer = (efer & ~1ull) | (u->efer & 1);
+    s->efer = (efer & ~1ull) | (u->sce ? 1 : 0);
     return 0;
 }
 

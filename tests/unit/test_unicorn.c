@@ -851,3 +851,21 @@ Test(unicorn, matches_kvm_single_steps)
     }
     kvm_stop();
 }
+
+/* user: in al, dx with no I/O bitmap in the TSS: #GP(0) */
+SNIP(s_user_in, "mov edx, 0x3f8\n in al, dx\n hlt");
+
+Test(unicorn, user_port_outside_io_bitmap_is_gp)
+{
+    user_mode();
+    st.regs.rflags = 0x202; /* IOPL 0 */
+    ram[TSS + 0x66] = 0x68; /* I/O map base beyond the limit: none */
+    load(s_user_in, s_user_in_end);
+    struct vcpu_exit e = run_n(2);
+    cr_assert_eq(e.icount, 2);
+    cr_assert_eq(iolog.n, 0, "the port was not accessed");
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 13, "rip %lx", r.rip);
+    cr_assert_eq(get64(r.rsp), 0, "error code");
+    cr_assert_eq(get64(r.rsp + 8), CODE + 5, "the in faulted");
+}
