@@ -143,13 +143,7 @@ bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
 
 echo "== sample guests"
 G=$BUILD/guests
-input_of() { # the guest's first input file in guests/inputs, or /dev/null
-    local f
-    for f in "guests/inputs/$1.txt" guests/inputs/"$1"-*.txt; do
-        [ -e "$f" ] && { echo "$f"; return; }
-    done
-    echo /dev/null
-}
+. tests/integration/guest_inputs.sh
 # The boot path is part of some guests' output; rng prints random numbers.
 normalise() { sed 's/booted via [a-z0-9]*/booted via X/' "$1"; }
 n=0

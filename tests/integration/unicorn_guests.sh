@@ -17,13 +17,7 @@ ls "$G"/*.elf >/dev/null 2>&1 || { echo "skip: no sample guests in $G"; exit 77;
 kvm=0
 [ -r /dev/kvm ] && [ -w /dev/kvm ] && kvm=1
 
-input_of() { # the guest's first input file in guests/inputs, or /dev/null
-    local f
-    for f in "guests/inputs/$1.txt" guests/inputs/"$1"-*.txt; do
-        [ -e "$f" ] && { echo "$f"; return; }
-    done
-    echo /dev/null
-}
+. tests/integration/guest_inputs.sh
 
 for img in "$G"/*.elf "$G"/*.mb; do
     name=$(basename "$img")
