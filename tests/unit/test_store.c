@@ -5,6 +5,7 @@
  * the size targets (bytes per event, zero and duplicate pages).
  * Corruption fuzzing and the codec are in test_store_fuzz.c.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -580,6 +581,44 @@ Test(store, zero_pages_cost_nothing)
     store_close(st);
 }
 
+Test(store, huge_snapshot_flushes_contents_early)
+{
+    /* 80 MiB of incompressible new contents: more than is buffered */
+    const uint64_t n = 20480;
+    uint8_t *p = malloc(STORE_PAGE_SIZE);
+    struct store *st = create(NULL);
+    snap_begin(st, 0, 0);
+    for (uint64_t g = 0; g < n; g++) {
+        uint64_t s = g + 1;
+        for (size_t i = 0; i < STORE_PAGE_SIZE; i += 8) {
+            uint64_t r = synth_rand(&s);
+            memcpy(p + i, &r, 8);
+        }
+        ST_OK(st, store_snapshot_page(st, g, p));
+    }
+    cr_assert(st->pend_page_bytes < (80u << 20), "nothing flushed");
+    ST_OK(st, store_snapshot_end(st));
+    store_close(st);
+    st = reopen(false, NULL);
+    uint8_t *got = malloc(STORE_PAGE_SIZE);
+    for (uint64_t g = 0; g < n; g += 97) {
+        uint64_t s = g + 1;
+        for (size_t i = 0; i < STORE_PAGE_SIZE; i += 8) {
+            uint64_t r = synth_rand(&s);
+            memcpy(p + i, &r, 8);
+        }
+        ST_OK(st, store_page_read(st, 0, g, got));
+        cr_assert(!memcmp(got, p, STORE_PAGE_SIZE), "gfn %llu",
+                  (unsigned long long)g);
+    }
+    struct store_stats s;
+    ST_OK(st, store_stats(st, &s));
+    cr_assert_eq(s.unique_pages, n);
+    store_close(st);
+    free(p);
+    free(got);
+}
+
 /* ---- crash safety ---- */
 
 static void crash_child(int wfd)
@@ -725,6 +764,59 @@ Test(store, reader_process_follows_writer)
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader status %d",
               status);
+    store_close(w);
+    free(ev);
+}
+
+/* A reader thread with its own handle while the writer's commits grow the
+ * map (the shared environment must be resized under both). */
+struct reader_arg {
+    const struct store_event *ev;
+    size_t total;
+    int errors;
+};
+
+static void *reader_thread(void *p)
+{
+    struct reader_arg *a = p;
+    struct store *r = NULL;
+    struct store_event got[64];
+    if (store_open(trace, false, NULL, &r)) {
+        a->errors++;
+        return NULL;
+    }
+    for (int i = 0; i < 60000 && store_event_count(r) < a->total; i++) {
+        uint64_t n = store_event_count(r);
+        size_t k;
+        if (n >= 64 && (store_events_read(r, n - 64, got, 64, &k) || k != 64 ||
+                        st_event_cmp(&got[63], &a->ev[n - 1])))
+            a->errors++;
+        usleep(500); /* up to 30 s for the writer */
+    }
+    if (store_event_count(r) != a->total)
+        a->errors++;
+    store_close(r);
+    return NULL;
+}
+
+Test(store, threads_share_a_growing_trace)
+{
+    const size_t total = 60000;
+    struct store_event *ev = calloc(total, sizeof *ev);
+    synth_random_stream(ev, total, 4); /* ~11 MB: the 1 MiB map must grow */
+    store__default_map = 1u << 20;
+    struct store *w = create(NULL);
+    ST_OK(w, store_commit(w));
+    struct reader_arg a = {.ev = ev, .total = total};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, reader_thread, &a), 0);
+    for (size_t i = 0; i < total; i += 2000) {
+        ST_OK(w, store_events_append(w, ev + i, 2000));
+        ST_OK(w, store_commit(w));
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(a.errors, 0);
+    check_events(w, ev, 0, total);
     store_close(w);
     free(ev);
 }
