@@ -123,9 +123,18 @@ enum ustop_why {
     UWHY_KICK,
     UWHY_IOERR,
     UWHY_IOGP,       /* port denied by IOPL and the TSS bitmap: #GP(0) */
+    UWHY_WATCH,      /* a watchpoint hit: roll back to before the insn */
 };
 
 #define UNI_MAX_BP 64
+#define UNI_MAX_WATCH 32
+#define UNI_UNDO 64 /* writes one instruction can make that we undo */
+
+struct uundo {
+    uint64_t addr;
+    uint8_t len;
+    uint8_t old[16];
+};
 #define UNI_MAX_SITES 4096
 
 struct usite {
@@ -199,6 +208,27 @@ struct uni {
 
     volatile int kicked;
     uint64_t *dirty;      /* KVM fallback: pages written (bit per page) */
+
+    /* Watchpoints.  While any is armed, a code hook on every instruction
+     * keeps RIP/EFLAGS exact at memory hooks and stops right after the
+     * accessing instruction, and a write hook on all RAM logs what the
+     * current instruction overwrote, so the hit is rolled back to the
+     * state before that instruction (vmm.h: VCPU_EXIT_WATCH). */
+    struct vcpu_watch watches[UNI_MAX_WATCH];
+    uc_hook h_wread[UNI_MAX_WATCH];
+    size_t nwatch;
+    bool watch_mode;
+    uc_hook h_all_code, h_all_write;
+    struct uundo undo[UNI_UNDO];
+    unsigned nundo;
+    bool undo_lost;       /* more writes than undo[] holds */
+    bool watch_hit;
+    uint64_t watch_pos;
+    struct vmm_regs watch_regs;
+    uint64_t watch_addr, watch_value;
+    uint32_t watch_len, watch_kind;
+    bool skip_watch_on;   /* resuming at a hit: let that insn run */
+    uint64_t skip_watch_pos;
 };
 
 /* vcpu_unicorn_state.c */

@@ -869,3 +869,73 @@ Test(unicorn, user_port_outside_io_bitmap_is_gp)
     cr_assert_eq(get64(r.rsp), 0, "error code");
     cr_assert_eq(get64(r.rsp + 8), CODE + 5, "the in faulted");
 }
+
+/* ---- watchpoints ------------------------------------------------------- */
+
+/* writes 0x6000 at positions 3+4k (push/pop/call around it) */
+SNIP(s_watch, "mov ecx, 5\n mov rbx, 0x6000\n xor eax, eax\n"
+              "1: inc eax\n mov [rbx], eax\n push rax\n pop rdx\n"
+              "add edx, [rbx]\n dec ecx\n jnz 1b\n hlt");
+
+Test(unicorn, write_watch_reports_state_before_the_writer)
+{
+    load(s_watch, s_watch_end);
+    put64(0x6000, 0x1111);
+    struct vcpu_watch w = {0x6000, 4, VCPU_WATCH_WRITE};
+    cr_assert_eq(vcpu_set_watchpoints(cpu, &w, 1), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_WATCH, "%d %s", e.reason, e.detail);
+    cr_assert_eq(e.icount, 4, "mov, mov, xor, inc, then the store");
+    cr_assert_eq(e.watch.addr, 0x6000);
+    cr_assert_eq(e.watch.value, 1, "value being written");
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, CODE + 5 + 7 + 2 + 2, "rip at the mov [rbx], eax");
+    cr_assert_eq(get64(0x6000), 0x1111, "the write is not done yet");
+    cr_assert_eq(vcpu_icount(cpu), 4);
+    /* resume: that store runs, the next hit is one iteration later */
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_WATCH);
+    cr_assert_eq(e.icount, 4 + 7);
+    cr_assert_eq(get64(0x6000), 1);
+    cr_assert_eq(regs().rax, 2);
+    /* the whole run with the watchpoint ends as without it */
+    cr_assert_eq(vcpu_set_watchpoints(cpu, NULL, 0), 0);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 3 + 5 * 7 + 1);
+}
+
+Test(unicorn, read_watch_and_rollback_of_other_writes)
+{
+    load(s_watch, s_watch_end);
+    /* read watch on the word add edx, [rbx] reads; push/pop are before */
+    struct vcpu_watch w = {0x6000, 4, VCPU_WATCH_READ};
+    cr_assert_eq(vcpu_set_watchpoints(cpu, &w, 1), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_WATCH);
+    cr_assert_eq(e.watch.kind, VCPU_WATCH_READ);
+    cr_assert_eq(e.icount, 7, "the add reading [rbx]");
+    cr_assert_eq(e.watch.value, 1);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rdx, 1, "rdx before the add");
+    cr_assert_eq(r.rip, CODE + 5 + 7 + 2 + 2 + 2 + 1 + 1);
+    /* stepping from the hit executes the add once */
+    struct vcpu_run_opts o = {.single_step = true};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), 0);
+    cr_assert_eq(e.reason, VCPU_EXIT_STEP);
+    cr_assert_eq(regs().rdx, 2);
+}
+
+Test(unicorn, watch_on_a_push_rolls_back_the_stack_write)
+{
+    load(s_watch, s_watch_end);
+    uint64_t slot = USTACK - 8;
+    put64(slot, 0xabcdef);
+    struct vcpu_watch w = {slot, 8, VCPU_WATCH_WRITE};
+    cr_assert_eq(vcpu_set_watchpoints(cpu, &w, 1), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_WATCH);
+    cr_assert_eq(e.icount, 5, "the push");
+    cr_assert_eq(regs().rsp, USTACK, "rsp before the push");
+    cr_assert_eq(get64(slot), 0xabcdef);
+}
