@@ -3,6 +3,8 @@
  * ring-3 loop (8 instructions, one store), with exact counting:
  *   - plain: vcpu_run with max_insns (block-hook counting, one stop);
  *   - with a breakpoint armed far from the loop (a per-address hook);
+ *   - with a write watchpoint armed on memory the loop never touches
+ *     (watch mode: a hook on every instruction and on every store);
  *   - Unicorn alone on the same loop, no hooks at all (the ceiling).
  * Prints one line per figure; best of 3 runs each.
  */
@@ -152,14 +154,20 @@ int main(void)
     uint64_t far = 0x300000;
     vcpu_set_breakpoints(cpu, &far, 1);
     double bp = backend_rate(cpu, &st);
+    vcpu_set_breakpoints(cpu, NULL, 0);
+    struct vcpu_watch w = {0x300000, 8, VCPU_WATCH_WRITE};
+    vcpu_set_watchpoints(cpu, &w, 1);
+    double watch = backend_rate(cpu, &st);
     vcpu_destroy(cpu);
     double raw = raw_rate(ram);
-    if (plain < 0 || bp < 0 || raw < 0)
+    if (plain < 0 || bp < 0 || watch < 0 || raw < 0)
         return 1;
     printf("unicorn backend, ring-3 loop, exact count: %6.1f M instr/s\n",
            plain / 1e6);
     printf("  with a far breakpoint armed:              %6.1f M instr/s\n",
            bp / 1e6);
+    printf("  with a far write watchpoint armed:        %6.1f M instr/s\n",
+           watch / 1e6);
     printf("  Unicorn alone, no hooks (ceiling):        %6.1f M instr/s\n",
            raw / 1e6);
     free(ram);
