@@ -101,6 +101,23 @@ static void del_code_hook(struct uni *u, uc_hook h, uint64_t begin,
     uc_ctl_remove_cache(u->uc, begin, end + 1);
 }
 
+static int add_site(struct uni *u, uint64_t x, uint64_t next)
+{
+    if (u->nsites == UNI_MAX_SITES) {
+        snprintf(u->detail, sizeof u->detail,
+                 "more than %d special instructions", UNI_MAX_SITES);
+        return VMM_E_UNSUPPORTED;
+    }
+    struct usite *s = &u->sites[u->nsites];
+    /* [x, next]: the instruction and the one after it (stop point) */
+    int rc = add_code_hook(u, &s->h, x, next);
+    if (rc)
+        return rc;
+    s->addr = x;
+    u->nsites++;
+    return 0;
+}
+
 /* Installs code hooks on the block's special instructions.  Returns 1 when
  * a hook was added (the block must be translated again), 0, or <0. */
 static int arm_sites(struct uni *u, struct ublk *b)
@@ -112,21 +129,33 @@ static int arm_sites(struct uni *u, struct ublk *b)
         uint64_t x = b->addr + b->off[i], next = b->addr + b->off[i + 1];
         if (site_known(u, x))
             continue;
-        if (u->nsites == UNI_MAX_SITES) {
-            snprintf(u->detail, sizeof u->detail,
-                     "more than %d special instructions", UNI_MAX_SITES);
-            return VMM_E_UNSUPPORTED;
-        }
-        struct usite *s = &u->sites[u->nsites];
-        /* [x, next]: the instruction and the one after it (stop point) */
-        int rc = add_code_hook(u, &s->h, x, next);
+        int rc = add_site(u, x, next);
         if (rc)
             return rc;
-        s->addr = x;
-        u->nsites++;
         added = 1;
     }
     b->flags |= UBLK_ARMED; /* sites armed */
+    return added;
+}
+
+/* Hooks instructions seen accessing MMIO (on_mmio).  1 when any was
+ * added, 0, or <0. */
+static int arm_mmio_sites(struct uni *u)
+{
+    int added = 0;
+    for (unsigned i = 0; i < u->nmmio_new; i++) {
+        uint64_t x = u->mmio_new[i];
+        unsigned len;
+        if (site_known(u, x) ||
+            ublk_insn_at(&u->blocks, u->cpu->ram, u->cpu->ram_size, x,
+                         u->mode, &len, NULL, 0))
+            continue;
+        int rc = add_site(u, x, x + len);
+        if (rc)
+            return rc;
+        added = 1;
+    }
+    u->nmmio_new = 0;
     return added;
 }
 
@@ -232,6 +261,17 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         request_stop(u, USTOP_AT, UWHY_KICK, u->pos_base);
         return;
     }
+    if (u->nmmio_new) {
+        int rc = arm_mmio_sites(u);
+        if (rc < 0) {
+            fail_in_hook(u, "cannot hook MMIO instructions", addr);
+            return;
+        }
+        if (rc > 0) {
+            request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
+            return;
+        }
+    }
     if (b->sites && !(b->flags & UBLK_ARMED)) {
         int rc = arm_sites(u, b);
         if (rc < 0) {
@@ -319,11 +359,10 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         stop_in_block(u, idx, UWHY_IOGP);
         return;
     }
-    if (kind & (USITE_IO | USITE_MMIO)) {
-        u->io_rip = addr;
-        u->io_pos = pos;
-        u->io_valid = true;
-    }
+    /* for io callbacks of this instruction (port or MMIO) */
+    u->io_rip = addr;
+    u->io_pos = pos;
+    u->io_valid = true;
     if (kind & USITE_CR)
         u->paging_check = true;
 }
@@ -550,20 +589,17 @@ static bool on_mmio(uc_engine *uc, uc_mem_type type, uint64_t addr, int size,
 {
     struct uni *u = ud;
     (void)uc;
-    if (!u->io_valid) {
-        uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
+    uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
+    if (!u->io_valid || u->io_rip != rip) {
+        /* no site hook before this instruction (yet): locate it, and hook
+         * it from the next block on so later accesses see exact EFLAGS
+         * and can stop right after it */
         int idx = u->cur ? ublk_index(u->cur, rip) : -1;
         u->io_rip = rip;
         u->io_pos = u->pos_base + (idx > 0 ? (uint64_t)idx : 0);
         u->io_valid = true;
-        if (idx >= 0 && idx < u->cur->ninsn &&
-            !(u->cur->kind[idx] & USITE_MMIO)) {
-            /* first access from this instruction: hook it from now on so
-             * later accesses see exact EFLAGS and can stop right after */
-            u->cur->kind[idx] |= USITE_MMIO;
-            u->cur->sites |= USITE_MMIO;
-            u->cur->flags &= ~UBLK_ARMED;
-        }
+        if (!site_known(u, rip) && u->nmmio_new < UNI_MAX_NEW_MMIO)
+            u->mmio_new[u->nmmio_new++] = rip;
     }
     io_enter(u);
     uint64_t v = (uint64_t)value;

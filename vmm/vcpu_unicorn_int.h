@@ -42,7 +42,6 @@ enum usite_kind {
     USITE_NOREPLAY = 1u << 1, /* RDTSC, RDTSCP, RDRAND, RDSEED, RDPID, RDPMC */
     USITE_MSR = 1u << 2,    /* RDMSR/WRMSR: emulated outside (EFER.SCE) */
     USITE_CR = 1u << 3,     /* MOV to CR0/CR3/CR4: re-check paging after */
-    USITE_MMIO = 1u << 4,   /* seen accessing MMIO: exact regs next time */
 };
 
 struct ublk {
@@ -201,6 +200,10 @@ struct uni {
     struct vmm_events events;
     bool shutdown;        /* triple fault pending report */
 
+    /* instructions seen accessing MMIO, to hook at the next block */
+#define UNI_MAX_NEW_MMIO 16
+    uint64_t mmio_new[UNI_MAX_NEW_MMIO];
+    unsigned nmmio_new;
     /* MMIO read in flight: value served by the mem hook */
     uint64_t mmio_gpa;
     uint8_t mmio_val[16];

@@ -125,13 +125,32 @@ static int io_pio(void *ctx, uint16_t port, unsigned size, bool write,
     return i == l->stop_at ? 1 : 0;
 }
 
+struct mmio_log {
+    int n;
+    uint64_t gpa[8], val[8], icount[8];
+    unsigned size[8];
+    bool write[8];
+    struct vmm_regs regs[8];
+    int stop_at;
+};
+static struct mmio_log mlog;
+
 static int io_mmio(void *ctx, uint64_t gpa, unsigned size, bool write,
                    uint64_t *val)
 {
-    (void)ctx, (void)gpa, (void)size;
+    (void)ctx;
+    int i = mlog.n++;
     if (!write)
-        *val = 0;
-    return 0;
+        *val = 0x1122334455667788ull + (uint64_t)i;
+    if (i < 8) {
+        mlog.gpa[i] = gpa;
+        mlog.size[i] = size;
+        mlog.write[i] = write;
+        mlog.val[i] = *val;
+        mlog.icount[i] = vcpu_icount(cpu);
+        vcpu_get_regs(cpu, &mlog.regs[i]);
+    }
+    return i == mlog.stop_at ? 1 : 0;
 }
 
 static const struct vmm_io_ops test_io = {io_pio, io_mmio};
@@ -252,6 +271,8 @@ static void setup(void)
     cr_assert_eq(rc, 0, "vcpu_create: %s", vmm_strerror(rc));
     memset(&iolog, 0, sizeof iolog);
     iolog.stop_at = -1;
+    memset(&mlog, 0, sizeof mlog);
+    mlog.stop_at = -1;
 }
 
 static void teardown(void)
@@ -938,4 +959,58 @@ Test(unicorn, watch_on_a_push_rolls_back_the_stack_write)
     cr_assert_eq(e.icount, 5, "the push");
     cr_assert_eq(regs().rsp, USTACK, "rsp before the push");
     cr_assert_eq(get64(slot), 0xabcdef);
+}
+
+/* ---- MMIO and kicks -------------------------------------------------- */
+
+/* two passes over an 8-byte MMIO load and store past the end of RAM */
+SNIP(s_mmio, "mov ecx, 2\n mov rbx, 0x400100\n"
+             "1: cmp ecx, 7\n mov rax, [rbx]\n mov [rbx + 8], rax\n"
+             "dec ecx\n jnz 1b\n hlt");
+
+Test(unicorn, mmio_beyond_ram_goes_to_the_io_ops)
+{
+    put64(PML4 + 0x2000 + 16, 0x400000 | 0xe7); /* map 4-6 MiB */
+    load(s_mmio, s_mmio_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "%d %s", e.reason, e.detail);
+    cr_assert_eq(e.icount, 2 + 2 * 5 + 1);
+    cr_assert_eq(mlog.n, 4, "one callback per access, 8 bytes each");
+    uint64_t load_rip = CODE + 5 + 7 + 3;
+    for (int pass = 0; pass < 2; pass++) {
+        int i = 2 * pass;
+        cr_assert_eq(mlog.gpa[i], 0x400100);
+        cr_assert_eq(mlog.size[i], 8);
+        cr_assert(!mlog.write[i]);
+        cr_assert_eq(mlog.icount[i], 3 + 5 * (uint64_t)pass);
+        cr_assert_eq(mlog.regs[i].rip, load_rip);
+        cr_assert_eq(mlog.gpa[i + 1], 0x400108);
+        cr_assert(mlog.write[i + 1]);
+        cr_assert_eq(mlog.val[i + 1], mlog.val[i], "stored what was read");
+        cr_assert_eq(mlog.icount[i + 1], 4 + 5 * (uint64_t)pass);
+        cr_assert_eq(mlog.regs[i + 1].rip, load_rip + 3);
+    }
+    /* from the second pass on the site is hooked: EFLAGS are exact too
+     * (cmp ecx=1, 7: CF SF AF PF... set) */
+    cr_assert_eq(mlog.regs[2].rflags & 0x8d5, 0x095, "rflags %lx",
+                 mlog.regs[2].rflags);
+}
+
+Test(unicorn, kick_stops_at_an_instruction_boundary)
+{
+    load(s_loop, s_loop_end);
+    vcpu_kick(cpu);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_KICK);
+    struct vmm_regs r = regs();
+    /* wherever it stopped, the position agrees with the registers */
+    uint64_t k = e.icount;
+    cr_assert(k < 3003);
+    if (k >= 2) {
+        static const unsigned off[3] = {7, 10, 12};
+        cr_assert_eq(r.rip, CODE + off[(k - 2) % 3], "k=%lu", k);
+    }
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 3003);
 }
