@@ -187,6 +187,46 @@ static bool is_bp(struct uni *u, uint64_t addr)
     return false;
 }
 
+/* ---- paging ------------------------------------------------------------- */
+
+static bool on_pt_write(uc_engine *uc, uc_mem_type type, uint64_t addr,
+                        int size, int64_t value, void *ud)
+{
+    struct uni *u = ud;
+    (void)uc, (void)type, (void)addr, (void)size, (void)value;
+    u->paging_check = true; /* before the next block or hooked insn */
+    return true;
+}
+
+/* Checks paging now and watches the page tables it walked (a memory hook
+ * on their span costs nothing measurable and takes effect at once). */
+static int check_paging(struct uni *u)
+{
+    int rc = uni_check_paging(u);
+    if (rc) {
+        u->paging_bad = true;
+        return rc;
+    }
+    uint64_t lo = u->pt_lo, hi = u->pt_hi;
+    if (lo >= hi) {
+        lo = hi = 0;
+    }
+    if (u->pt_hook_on && lo == u->pt_hook_lo && hi == u->pt_hook_hi)
+        return 0;
+    if (u->pt_hook_on)
+        uc_hook_del(u->uc, u->h_pt);
+    u->pt_hook_on = false;
+    if (lo < hi) {
+        if (uc_hook_add(u->uc, &u->h_pt, UC_HOOK_MEM_WRITE,
+                        (void *)on_pt_write, u, lo, hi - 1))
+            return VMM_E_UNICORN;
+        u->pt_hook_on = true;
+        u->pt_hook_lo = lo;
+        u->pt_hook_hi = hi;
+    }
+    return 0;
+}
+
 /* ---- hooks -------------------------------------------------------------- */
 
 static void fail_in_hook(struct uni *u, const char *why, uint64_t addr)
@@ -247,11 +287,15 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     }
     if (u->paging_check) {
         u->paging_check = false;
-        if (uni_check_paging(u)) {
-            u->paging_bad = true;
+        if (check_paging(u)) {
             request_stop(u, USTOP_AT, UWHY_PAGING, u->pos_base);
             return;
         }
+    }
+    if (u->window_on && (uni_reg(u, UC_X86_REG_RFLAGS) & 0x200) &&
+        uni_irq_shadow(u) == 0) {
+        request_stop(u, USTOP_AT, UWHY_WINDOW, u->pos_base);
+        return;
     }
     if (u->io_stop_after) {
         request_stop(u, USTOP_AT, UWHY_IOSTOP, u->pos_base);
@@ -320,8 +364,7 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     uint64_t pos = u->pos_base + (uint64_t)idx;
     if (u->paging_check && idx > 0) {
         u->paging_check = false;
-        if (uni_check_paging(u)) {
-            u->paging_bad = true;
+        if (check_paging(u)) {
             stop_in_block(u, idx, UWHY_PAGING);
             return;
         }
@@ -846,11 +889,8 @@ static int uni_op_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
         if (d < 0)
             return d;
     }
-    if (uni_check_paging(u)) {
-        u->paging_bad = true;
-        return VMM_E_PAGING;
-    }
-    return 0;
+    rc = check_paging(u);
+    return rc == VMM_E_PAGING ? rc : rc ? rc : 0;
 }
 
 /* ---- running ------------------------------------------------------------ */
@@ -1002,6 +1042,9 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
             u->exc_err = 0;
             u->stop_rip = rip;
             return handle_exception(u, e);
+        case UWHY_WINDOW:
+            e->reason = VCPU_EXIT_IRQ_WINDOW;
+            return 1;
         case UWHY_PAGING:
             e->reason = VCPU_EXIT_EMU_FAIL;
             fill_emu(u, e, rip);
@@ -1119,6 +1162,12 @@ static int uni_run(struct vcpu *cpu, const struct vcpu_run_opts *o,
     return rc;
 }
 
+static int uni_request_irq_window(struct vcpu *cpu, bool on)
+{
+    U(cpu)->window_on = on;
+    return 0;
+}
+
 static int uni_inject_irq(struct vcpu *cpu, uint8_t vector)
 {
     struct uni *u = U(cpu);
@@ -1188,6 +1237,7 @@ const struct vcpu_ops vcpu_unicorn_ops = {
     .set_state = uni_op_set_state,
     .run = uni_run,
     .inject_irq = uni_inject_irq,
+    .request_irq_window = uni_request_irq_window,
     .set_breakpoints = uni_set_breakpoints,
     .set_watchpoints = uni_set_watchpoints,
     .ram_changed = uni_ram_changed,

@@ -523,11 +523,20 @@ static int paging_bad(struct uni *u, uint64_t va, uint64_t pa)
     return VMM_E_PAGING;
 }
 
+static void pt_seen(struct uni *u, uint64_t table, uint64_t size)
+{
+    if (table < u->pt_lo)
+        u->pt_lo = table;
+    if (table + size > u->pt_hi)
+        u->pt_hi = table + size;
+}
+
 static int check_level(struct uni *u, uint64_t table, int level,
                        uint64_t va_base)
 {
     if (!phys_ok(u, table, 4096))
         return 0; /* a table outside RAM: walks fault, nothing maps */
+    pt_seen(u, table, 4096);
     for (unsigned i = 0; i < 512; i++) {
         uint64_t e = ld64(u, table + i * 8ull);
         if (!(e & PTE_P))
@@ -552,6 +561,8 @@ static int check_level(struct uni *u, uint64_t table, int level,
 
 int uni_check_paging(struct uni *u)
 {
+    u->pt_lo = UINT64_MAX;
+    u->pt_hi = 0;
     uint64_t cr0 = uni_reg(u, UC_X86_REG_CR0);
     if (!(cr0 & (1ull << 31)))
         return 0;
@@ -569,6 +580,7 @@ int uni_check_paging(struct uni *u)
         uint64_t pdpt = cr3 & 0xffffffe0u;
         if (!phys_ok(u, pdpt, 32))
             return 0;
+        pt_seen(u, pdpt, 32);
         for (unsigned i = 0; i < 4; i++) {
             uint64_t e = ld64(u, pdpt + i * 8ull);
             if (!(e & PTE_P))
@@ -583,6 +595,7 @@ int uni_check_paging(struct uni *u)
     uint64_t pd = cr3 & 0xfffff000u;
     if (!phys_ok(u, pd, 4096))
         return 0;
+    pt_seen(u, pd, 4096);
     for (unsigned i = 0; i < 1024; i++) {
         uint32_t e;
         memcpy(&e, u->cpu->ram + pd + i * 4, 4);
@@ -597,6 +610,7 @@ int uni_check_paging(struct uni *u)
         uint64_t pt = e & 0xfffff000u;
         if (!phys_ok(u, pt, 4096))
             continue;
+        pt_seen(u, pt, 4096);
         for (unsigned j = 0; j < 1024; j++) {
             uint32_t pte;
             memcpy(&pte, u->cpu->ram + pt + j * 4, 4);

@@ -123,6 +123,7 @@ enum ustop_why {
     UWHY_IOERR,
     UWHY_IOGP,       /* port denied by IOPL and the TSS bitmap: #GP(0) */
     UWHY_WATCH,      /* a watchpoint hit: roll back to before the insn */
+    UWHY_WINDOW,     /* interrupt window open (request_irq_window) */
 };
 
 #define UNI_MAX_BP 64
@@ -184,6 +185,13 @@ struct uni {
     bool skip_bp_on;
     bool paging_check;    /* re-check paging before the next instruction */
     bool paging_bad;
+    /* Page-table pages seen by the last paging check: [pt_lo, pt_hi) is
+     * watched by a write hook; a write there re-checks paging. */
+    uint64_t pt_lo, pt_hi;
+    uint64_t pt_hook_lo, pt_hook_hi;
+    uc_hook h_pt;
+    bool pt_hook_on;
+    bool window_on;       /* request_irq_window(true) */
     bool retranslated;    /* a changed block was just dropped */
     char detail[256];
 
@@ -248,6 +256,8 @@ int uni_load_segs(struct uni *u, const struct vmm_segment *cs,
 /* EFER as the guest sees it (Unicorn's own wrmsr drops NXE/SCE). */
 int uni_set_efer(struct uni *u, uint64_t efer);
 uint64_t uni_efer(struct uni *u);
+/* 1 when QEMU's interrupt shadow (after STI / MOV SS) is active. */
+int uni_irq_shadow(struct uni *u);
 /* Re-reads the code size (16/32/64) from QEMU's hflags into u->mode. */
 int uni_refresh_mode(struct uni *u);
 /* Clears QEMU's old_exception (see NOTES: never reset by Unicorn). */

@@ -407,6 +407,12 @@ static void mode_from_hflags(struct uni *u, uint32_t h)
     u->mode = (h & HF_CS64) ? UMODE_64 : (h & HF_CS32) ? UMODE_32 : UMODE_16;
 }
 
+int uni_irq_shadow(struct uni *u)
+{
+    int rc = blob_save(u);
+    return rc ? rc : !!(blob_get32(u, u->lay->hflags) & HF_INHIBIT_IRQ);
+}
+
 int uni_refresh_mode(struct uni *u)
 {
     int rc = blob_save(u);

@@ -1014,3 +1014,37 @@ Test(unicorn, kick_stops_at_an_instruction_boundary)
     cr_assert_eq(e.reason, VCPU_EXIT_HLT);
     cr_assert_eq(e.icount, 3003);
 }
+
+/* rewrites a PD entry so that VA 2 MiB maps PA 0, then keeps going */
+SNIP(s_ptwrite, "mov rax, 0xe7\n mov [0x12008], rax\n jmp 1f\n"
+                "1: nop\n nop\n hlt");
+
+Test(unicorn, page_table_write_to_non_identity_stops)
+{
+    load(s_ptwrite, s_ptwrite_end);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), VMM_E_PAGING, "%d %s", e.reason,
+                 e.detail);
+    cr_assert_eq(e.icount, 3, "stopped at the next block: %lu", e.icount);
+    cr_assert(strstr(e.detail, "0x200000"), "%s", e.detail);
+}
+
+/* cli; 3 nops; sti; nop (shadow); nop; hlt */
+SNIP(s_window, "cli\n nop\n nop\n nop\n sti\n nop\n nop\n hlt");
+
+Test(unicorn, irq_window_opens_after_sti_and_its_shadow)
+{
+    load(s_window, s_window_end);
+    cr_assert_eq(vcpu_request_irq_window(cpu, true), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_IRQ_WINDOW, "%d", e.reason);
+    cr_assert_eq(e.icount, 6, "after sti and the instruction it shadows");
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert(g.regs.rflags & 0x200);
+    cr_assert_eq(g.events.interrupt_shadow, 0);
+    cr_assert_eq(vcpu_request_irq_window(cpu, false), 0);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+}
