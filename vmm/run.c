@@ -248,8 +248,12 @@ static int handle_exit(struct runner *r, const struct vcpu_exit *e)
     case VCPU_EXIT_STOP: /* Unicorn: the bus asked to stop after an access */
     case VCPU_EXIT_IRQ_WINDOW:
     case VCPU_EXIT_KICK:
-        if (e->reason == VCPU_EXIT_IRQ_WINDOW)
+        if (e->reason == VCPU_EXIT_IRQ_WINDOW) {
+            /* the request stays armed in the backend until cleared:
+             * left on, every entry with IF=1 would exit again */
+            vcpu_request_irq_window(vm->cpu, false);
             r->window = false;
+        }
         break;
     case VCPU_EXIT_HLT:
         handle_hlt(r);
