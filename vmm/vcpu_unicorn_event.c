@@ -323,6 +323,131 @@ static bool deliver64(struct uni *u, unsigned v, bool soft, bool has_err,
     return true;
 }
 
+static bool push32(struct uni *u, const struct vmm_segment *ss, uint32_t *esp,
+                   uint32_t v, struct fault *f)
+{
+    *esp -= 4;
+    return vmem(u, ss->base + *esp, &v, 4, true, f);
+}
+
+/* One delivery attempt in 32-bit protected mode (8-byte gates, a 32-bit
+ * TSS, no stack alignment); false with *f on a nested fault. */
+static bool deliver32(struct uni *u, unsigned v, bool soft, bool has_err,
+                      uint32_t err, uint32_t ext, struct fault *f)
+{
+    struct vmm_sregs s;
+    struct vmm_regs r;
+    if (uni_get_sregs(u, &s) || uni_get_regs(u, &r)) {
+        f->vector = 255;
+        return false;
+    }
+    unsigned cpl = s.cs.dpl;
+    uint32_t idt_err = v * 8 + 2 + ext;
+    if (v * 8ull + 7 > s.idt.limit) {
+        *f = (struct fault){EXC_GP, idt_err, 0};
+        return false;
+    }
+    uint32_t g[2];
+    if (!vmem(u, s.idt.base + v * 8ull, g, 8, false, f))
+        return false;
+    unsigned type = (g[1] >> 8) & 31, gdpl = (g[1] >> 13) & 3;
+    if (type != 14 && type != 15) { /* task and 16-bit gates: not here */
+        if (type == 5 || type == 6 || type == 7)
+            snprintf(u->detail, sizeof u->detail,
+                     "vector %u uses a task or 16-bit gate, which the "
+                     "Unicorn backend does not deliver", v);
+        *f = (struct fault){type == 5 || type == 6 || type == 7 ? 255
+                                                                : EXC_GP,
+                            idt_err, 0};
+        return false;
+    }
+    if (soft && gdpl < cpl) {
+        *f = (struct fault){EXC_GP, v * 8 + 2, 0};
+        return false;
+    }
+    if (!(g[1] & (1u << 15))) {
+        *f = (struct fault){EXC_NP, idt_err, 0};
+        return false;
+    }
+    uint16_t sel = (uint16_t)(g[0] >> 16);
+    uint32_t target = (g[0] & 0xffff) | (g[1] & 0xffff0000u);
+    struct desc d;
+    uint64_t daddr;
+    if (!(sel & ~3u)) {
+        *f = (struct fault){EXC_GP, ext, 0};
+        return false;
+    }
+    if (!read_desc(u, &s, sel, &d, &daddr, f)) {
+        f->err |= ext;
+        return false;
+    }
+    struct vmm_segment cs;
+    desc_to_seg(&d, sel, &cs);
+    if (!cs.s || !(cs.type & 8) || cs.dpl > cpl) {
+        *f = (struct fault){EXC_GP, (sel & 0xfffcu) | ext, 0};
+        return false;
+    }
+    if (!cs.present) {
+        *f = (struct fault){EXC_NP, (sel & 0xfffcu) | ext, 0};
+        return false;
+    }
+    unsigned ncpl = (cs.type & 4) ? cpl : cs.dpl;
+    struct vmm_segment ss = s.ss;
+    uint32_t esp = (uint32_t)r.rsp;
+    bool switched = ncpl < cpl;
+    if (switched) {
+        uint64_t esp0 = 0, ss0 = 0;
+        unsigned off = 4 + 8 * ncpl;
+        if (s.tr.unusable || off + 5 > s.tr.limit ||
+            !vmem(u, s.tr.base + off, &esp0, 4, false, f) ||
+            !vmem(u, s.tr.base + off + 4, &ss0, 2, false, f)) {
+            if (f->vector != EXC_PF)
+                *f = (struct fault){EXC_TS, (s.tr.selector & 0xfffcu) | ext,
+                                    0};
+            return false;
+        }
+        struct desc sd;
+        uint64_t sa;
+        if (!read_desc(u, &s, (uint16_t)ss0, &sd, &sa, f)) {
+            *f = (struct fault){EXC_TS, ((uint16_t)ss0 & 0xfffcu) | ext, 0};
+            return false;
+        }
+        desc_to_seg(&sd, (uint16_t)ss0, &ss);
+        if (!ss.s || (ss.type & 8) || !(ss.type & 2) || ss.dpl != ncpl ||
+            !ss.present) {
+            *f = (struct fault){EXC_TS, ((uint16_t)ss0 & 0xfffcu) | ext, 0};
+            return false;
+        }
+        esp = (uint32_t)esp0;
+        if (!push32(u, &ss, &esp, s.ss.selector, f) ||
+            !push32(u, &ss, &esp, (uint32_t)r.rsp, f))
+            return false;
+    }
+    uint32_t frame[4] = {(uint32_t)r.rflags, s.cs.selector, (uint32_t)r.rip,
+                         err};
+    for (int i = 0; i < (has_err ? 4 : 3); i++)
+        if (!push32(u, &ss, &esp, frame[i], f))
+            return false;
+    if (!(d.hi & (1u << 8))) {
+        d.hi |= 1u << 8;
+        if (!vmem(u, daddr + 4, &d.hi, 4, true, f))
+            return false;
+        cs.type |= 1;
+    }
+    cs.selector = (uint16_t)((sel & 0xfffc) | ncpl);
+    uint64_t fl = r.rflags & ~(RF_TF | RF_NT | RF_RF | RF_VM);
+    if (type == 14)
+        fl &= ~RF_IF;
+    r.rsp = (r.rsp & ~0xffffffffull) | esp;
+    r.rip = target;
+    r.rflags = fl;
+    if (uni_set_regs(u, &r) || uni_load_segs(u, &cs, switched ? &ss : NULL)) {
+        f->vector = 255;
+        return false;
+    }
+    return true;
+}
+
 static bool contributory(unsigned v)
 {
     return v == EXC_DE || (v >= EXC_TS && v <= EXC_GP);
@@ -331,10 +456,12 @@ static bool contributory(unsigned v)
 int uni_deliver(struct uni *u, unsigned vector, bool soft, bool has_err,
                 uint32_t err)
 {
-    if (!(uni_efer(u) & (1u << 10))) {
+    u->detail[0] = 0;
+    bool lm = uni_efer(u) & (1u << 10);
+    if (!(uni_reg(u, UC_X86_REG_CR0) & 1)) {
         snprintf(u->detail, sizeof u->detail,
-                 "vector %u outside long mode: the Unicorn backend delivers "
-                 "interrupts in 64-bit mode only", vector);
+                 "vector %u in real mode: the Unicorn backend delivers "
+                 "interrupts in protected and long mode only", vector);
         return VMM_E_UNSUPPORTED;
     }
     /* EXT (bit 0 of error codes about the IDT/GDT/TSS): set while
@@ -342,10 +469,11 @@ int uni_deliver(struct uni *u, unsigned vector, bool soft, bool has_err,
     uint32_t ext = soft ? 0 : 1;
     for (int depth = 0; depth < 4; depth++) {
         struct fault f = {0, 0, 0};
-        if (deliver64(u, vector, soft, has_err, err, ext, &f))
+        if (lm ? deliver64(u, vector, soft, has_err, err, ext, &f)
+               : deliver32(u, vector, soft, has_err, err, ext, &f))
             return 0;
         if (f.vector == 255)
-            return VMM_E_UNICORN;
+            return u->detail[0] ? VMM_E_UNSUPPORTED : VMM_E_UNICORN;
         if (vector == EXC_DF) {
             u->shutdown = true;
             snprintf(u->detail, sizeof u->detail,

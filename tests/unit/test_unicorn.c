@@ -1048,3 +1048,57 @@ Test(unicorn, irq_window_opens_after_sti_and_its_shadow)
     e = run_n(0);
     cr_assert_eq(e.reason, VCPU_EXIT_HLT);
 }
+
+/* ---- 32-bit protected mode (Multiboot entry state) --------------------- */
+
+SNIP(s_pm32, ".code32\n mov eax, 0x1238\n int3\n mov ds, ax\n hlt\n .code64");
+
+static void protected_mode(void)
+{
+    uint64_t gdt[4] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull,
+                       0x0000890000000067ull | ((TSS & 0xffffff) << 16)};
+    memcpy(ram + GDT, gdt, sizeof gdt);
+    for (unsigned v = 0; v < 256; v++) { /* 8-byte interrupt gates */
+        uint32_t g[2] = {(uint32_t)((STUBS + 16 * v) & 0xffff) | (0x08 << 16),
+                         (uint32_t)((STUBS + 16 * v) & 0xffff0000u) |
+                             (1u << 15) | (14u << 8)};
+        memcpy(ram + IDT + 8 * v, g, 8);
+    }
+    seg(&st.sregs.cs, 0x08, true, 0);
+    st.sregs.cs.l = 0;
+    st.sregs.cs.db = 1;
+    seg(&st.sregs.ss, 0x10, false, 0);
+    st.sregs.ds = st.sregs.es = st.sregs.fs = st.sregs.gs = st.sregs.ss;
+    st.sregs.tr.selector = 0x18;
+    st.sregs.gdt.limit = sizeof gdt - 1;
+    st.sregs.idt.limit = 256 * 8 - 1;
+    st.sregs.cr0 = 0x11;
+    st.sregs.cr3 = 0;
+    st.sregs.cr4 = 0;
+    st.sregs.efer = 0;
+}
+
+Test(unicorn, protected_mode_32bit_delivery)
+{
+    protected_mode();
+    load(s_pm32, s_pm32_end);
+    struct vcpu_exit e = run_n(2); /* mov, int3 */
+    cr_assert_eq(e.icount, 2);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 3);
+    cr_assert_eq(r.rsp, USTACK - 12, "EFLAGS, CS, EIP: no alignment");
+    uint32_t f[4];
+    memcpy(f, ram + r.rsp, 12);
+    cr_assert_eq(f[0], CODE + 6, "int3 returns after itself");
+    cr_assert_eq(f[1], 0x08);
+    /* the #GP from mov ds (0x1238 beyond the GDT): error code pushed */
+    st.regs.rip = CODE + 6;
+    st.regs.rax = 0x1238;
+    cr_assert_eq(vcpu_set_state(cpu, &st), 0);
+    run_n(1);
+    r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 13);
+    memcpy(f, ram + r.rsp, 16);
+    cr_assert_eq(f[0], 0x1238, "error code %x", f[0]);
+    cr_assert_eq(f[1], CODE + 6);
+}
