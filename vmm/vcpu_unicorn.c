@@ -5,22 +5,40 @@
  * bytes the KVM memslot uses) with exact instruction positions, as the
  * replayer needs (replayer/replayer.h defines the unit).  How counting
  * works is in vcpu_unicorn_int.h; what Unicorn reports but does not do
- * (IDT delivery, SYSCALL/SYSRET, MSRs, the paging check) is in
- * vcpu_unicorn_event.c; register state conversion in vcpu_unicorn_state.c.
+ * (IDT delivery, SYSCALL/SYSRET, MSRs, I/O permission, the paging check)
+ * is in vcpu_unicorn_event.c; register state in vcpu_unicorn_state.c.
  *
  * Hooks, and what each one is for:
  *  - UC_HOOK_BLOCK on all code: position accounting, stops at block
- *    boundaries (targets, kicks, arming new hooks);
+ *    boundaries (targets, kicks, interrupt window, arming new hooks);
  *  - UC_HOOK_CODE on single addresses: the target instruction of a run,
- *    breakpoints, and "sites" (I/O, MSR, MOV CR, RDTSC-like instructions):
- *    a code hook makes Unicorn sync RIP and EFLAGS before the instruction,
- *    so io callbacks see the exact state, and gives a stop point right
- *    after it (the site hook covers the next instruction too);
+ *    breakpoints, and "sites" (I/O, MSR, MOV CR, RDTSC-like instructions,
+ *    instructions seen touching MMIO): a code hook makes Unicorn sync RIP
+ *    and EFLAGS before the instruction, so io callbacks see the exact
+ *    state, and gives a stop point right after it (a site's hook covers
+ *    the next instruction too);
  *  - UC_HOOK_INTR, UC_HOOK_INSN_INVALID, SYSCALL: stop, then deliver or
  *    emulate outside Unicorn;
- *  - IN/OUT/CPUID instruction hooks, and memory hooks on the MMIO space
- *    (everything above RAM, mapped with uc_mmio_map: a memory hook there
- *    reports the accessing RIP, the MMIO callbacks themselves do not).
+ *  - IN/OUT/CPUID instruction hooks; memory hooks on the MMIO space;
+ *  - with watchpoints armed, a code hook on all code and a write hook on
+ *    all RAM (see struct uni).
+ *
+ * MMIO: everything above RAM (up to 1 TiB) is one uc_mmio_map region plus
+ * a memory hook on it.  The hook is where accesses are served, because
+ * Unicorn reports the accessing RIP there (its MMIO callbacks do not, and
+ * split 8-byte accesses in two); the region's read callback only hands
+ * the served value to the load.  Unmapped-access hooks were not used:
+ * Unicorn lets the rest of the block run after one, so the state at the
+ * access is lost.
+ *
+ * Known limits:
+ *  - the first access to MMIO from a given instruction happens before it
+ *    has a site hook: RIP and position are exact but EFLAGS may be stale in
+ *    that one callback, and a stop it asks for lands at the block's end;
+ *  - flags the architecture leaves undefined follow QEMU, not the host
+ *    CPU (AF after SHL differs from this AMD host's);
+ *  - task gates, 16-bit gates and real-mode interrupts are not delivered
+ *    (EMU_FAIL with a detail).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -715,6 +733,17 @@ static void on_intr(uc_engine *uc, uint32_t intno, void *ud)
     } else {
         after = u->pos_base + 1;
     }
+    if (intno == 8 && !soft) {
+        /* Unicorn never delivers, so it cannot see a real double fault:
+         * this is a fault promoted by a stale old_exception (QEMU sets it
+         * on paths that raise nothing we see).  The fault is precise:
+         * clear the marker and run the instruction again to learn the
+         * real vector. */
+        u->stop_rip = rip;
+        request_stop(u, USTOP_REFAULT, 0,
+                     after - 1); /* position of the faulting insn */
+        return;
+    }
     u->exc_vector = intno;
     u->exc_soft = soft;
     u->soft_len = soft ? (unsigned)(b->off[idx] - b->off[idx - 1]) : 0;
@@ -1068,7 +1097,19 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
         u->cur = NULL;
         u->pos_base = u->stop_pos;
         u->last_insn = NO_INSN;
+        u->refaults = 0;
         return handle_exception(u, e);
+    case USTOP_REFAULT:
+        u->cur = NULL;
+        u->pos_base = u->stop_pos;
+        if (u->refaults++ > 2) {
+            e->reason = VCPU_EXIT_ERROR;
+            snprintf(e->detail, sizeof e->detail,
+                     "Unicorn keeps reporting #DF at rip 0x%" PRIx64, rip);
+            return 1;
+        }
+        uni_set_reg(u, UC_X86_REG_RIP, u->stop_rip);
+        return uni_clear_exception(u) ? VMM_E_UNICORN : 0;
     case USTOP_SYSCALL: {
         u->cur = NULL;
         u->pos_base = u->stop_pos;
@@ -1147,6 +1188,11 @@ static int uni_run(struct vcpu *cpu, const struct vcpu_run_opts *o,
             break;
         }
         run_begin(u);
+        /* a clean exception state for every start (see on_intr) */
+        if (uni_clear_exception(u)) {
+            rc = VMM_E_UNICORN;
+            break;
+        }
         rip = uni_reg(u, UC_X86_REG_RIP);
         uc_err err = uc_emu_start(u->uc, rip, UNTIL_NEVER, 0, 0);
         rc = after_stop(u, err, e);

@@ -108,6 +108,7 @@ enum ustop_kind {
     USTOP_EXC,       /* exception/interrupt reported by Unicorn */
     USTOP_SYSCALL,   /* syscall executed as a no-op: emulate */
     USTOP_INVALID,   /* #UD (or sysret to emulate) */
+    USTOP_REFAULT,   /* a stale old_exception turned a fault into #DF */
     USTOP_ERROR,     /* internal error: detail */
 };
 
@@ -172,6 +173,7 @@ struct uni {
     uint32_t exc_err;
     bool exc_soft;        /* int n / int3: trap, RIP after */
     unsigned soft_len;    /* length of that INT instruction */
+    unsigned refaults;    /* USTOP_REFAULT retries in a row */
     uint64_t io_rip;      /* in an io callback: the accessing insn */
     uint64_t io_pos;
     bool io_valid;        /* io_rip/io_pos set by the site's code hook */

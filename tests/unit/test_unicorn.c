@@ -1102,3 +1102,36 @@ Test(unicorn, protected_mode_32bit_delivery)
     cr_assert_eq(f[0], 0x1238, "error code %x", f[0]);
     cr_assert_eq(f[1], CODE + 6);
 }
+
+/* kernel to user with IRETQ (run natively by Unicorn) */
+SNIP(s_iretq, "push 0x1b\n push 0x70000\n push 0x202\n push 0x23\n"
+              "lea rax, [rip + 1f]\n push rax\n iretq\n 1: nop\n hlt");
+
+Test(unicorn, iretq_to_user_mode)
+{
+    load(s_iretq, s_iretq_end);
+    struct vcpu_exit e = run_n(7);
+    cr_assert_eq(e.icount, 7);
+    struct vmm_cpu_state g;
+    cr_assert_eq(vcpu_get_state(cpu, &g), 0);
+    cr_assert_eq(g.regs.rip, CODE + snip_len(s_iretq, s_iretq_end) - 2);
+    cr_assert_eq(g.regs.rsp, 0x70000);
+    cr_assert_eq(g.regs.rflags, 0x202);
+    cr_assert_eq(g.sregs.cs.selector, 0x23);
+    cr_assert_eq(g.sregs.cs.dpl, 3);
+    cr_assert(g.sregs.cs.l);
+    cr_assert_eq(g.sregs.ss.selector, 0x1b);
+    cr_assert_eq(g.sregs.ss.dpl, 3);
+    /* hlt at CPL3 is #GP(0) through the IDT, back in ring 0 on RSP0 */
+    e = run_n(2);
+    struct vmm_regs r = regs();
+    cr_assert_eq(r.rip, STUBS + 16 * 13, "rip %lx reason %d icount %lu %s",
+                 r.rip, e.reason, e.icount, e.detail);
+    cr_assert_eq(r.rsp, KSTACK - 48);
+    /* the same in one run: QEMU leaves a stale exception marker behind
+     * the IRETQ, which would make Unicorn report that #GP as #DF */
+    load(s_iretq, s_iretq_end);
+    e = run_n(9);
+    cr_assert_eq(e.icount, 9);
+    cr_assert_eq(regs().rip, STUBS + 16 * 13, "rip %lx", regs().rip);
+}
