@@ -49,18 +49,16 @@
 #include "vmm/vcpu_unicorn_int.h"
 
 #define NO_TARGET UINT64_MAX
-#define NO_INSN UINT64_MAX
 /* Never executed (non-canonical): Unicorn's `until` must be some address. */
 #define UNTIL_NEVER 0x8000000000000000ull
 /* Guest-physical space above RAM answered as MMIO. */
 #define MMIO_TOP (1ull << 40)
 
-static struct uni *U(struct vcpu *cpu) { return cpu->priv; }
 
 /* ---- stops requested from hooks ----------------------------------------- */
 
-static void request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
-                         uint64_t pos)
+void uni_request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
+                      uint64_t pos)
 {
     /* Stopping from a hook leaves env->eip wherever TB chaining last
      * synced it; USTOP_AT stops set stop_rip first and RIP is rewritten
@@ -87,7 +85,7 @@ static void stop_in_block(struct uni *u, int idx, enum ustop_why w)
     u->stop_rip = b->addr + b->off[idx];
     if (idx > 0)
         u->last_insn = b->addr + b->off[idx - 1];
-    request_stop(u, USTOP_AT, w, u->pos_base + (uint64_t)idx);
+    uni_request_stop(u, USTOP_AT, w, u->pos_base + (uint64_t)idx);
 }
 
 /* ---- hook sets ---------------------------------------------------------- */
@@ -250,7 +248,7 @@ static int check_paging(struct uni *u)
 static void fail_in_hook(struct uni *u, const char *why, uint64_t addr)
 {
     snprintf(u->detail, sizeof u->detail, "%s at 0x%" PRIx64, why, addr);
-    request_stop(u, USTOP_ERROR, 0, u->pos_base);
+    uni_request_stop(u, USTOP_ERROR, 0, u->pos_base);
 }
 
 static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
@@ -260,7 +258,7 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     if (u->stopping)
         return;
     if (u->watch_hit) {
-        request_stop(u, USTOP_AT, UWHY_WATCH, u->watch_pos);
+        uni_request_stop(u, USTOP_AT, UWHY_WATCH, u->watch_pos);
         return;
     }
     if (u->cur) {
@@ -285,7 +283,7 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
          * Dropping the TB and running again is right in both cases. */
         uc_ctl_remove_cache(u->uc, addr, addr + size);
         u->retranslated = true;
-        request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
+        uni_request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
         return;
     }
     u->retranslated = false;
@@ -306,21 +304,21 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     if (u->paging_check) {
         u->paging_check = false;
         if (check_paging(u)) {
-            request_stop(u, USTOP_AT, UWHY_PAGING, u->pos_base);
+            uni_request_stop(u, USTOP_AT, UWHY_PAGING, u->pos_base);
             return;
         }
     }
     if (u->window_on && (uni_reg(u, UC_X86_REG_RFLAGS) & 0x200) &&
         uni_irq_shadow(u) == 0) {
-        request_stop(u, USTOP_AT, UWHY_WINDOW, u->pos_base);
+        uni_request_stop(u, USTOP_AT, UWHY_WINDOW, u->pos_base);
         return;
     }
     if (u->io_stop_after) {
-        request_stop(u, USTOP_AT, UWHY_IOSTOP, u->pos_base);
+        uni_request_stop(u, USTOP_AT, UWHY_IOSTOP, u->pos_base);
         return;
     }
     if (u->kicked) {
-        request_stop(u, USTOP_AT, UWHY_KICK, u->pos_base);
+        uni_request_stop(u, USTOP_AT, UWHY_KICK, u->pos_base);
         return;
     }
     if (u->nmmio_new) {
@@ -330,7 +328,7 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
             return;
         }
         if (rc > 0) {
-            request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
+            uni_request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
             return;
         }
     }
@@ -341,14 +339,14 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
             return;
         }
         if (rc > 0) {
-            request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
+            uni_request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
             return;
         }
     }
     if (u->target != NO_TARGET && u->pos_base + eff > u->target) {
         uint64_t r = u->target - u->pos_base;
         if (r == 0) {
-            request_stop(u, USTOP_AT, UWHY_LIMIT, u->pos_base);
+            uni_request_stop(u, USTOP_AT, UWHY_LIMIT, u->pos_base);
             return;
         }
         uint64_t x = b->addr + b->off[r];
@@ -357,7 +355,7 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
                 fail_in_hook(u, "cannot arm a stop hook", x);
                 return;
             }
-            request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
+            uni_request_stop(u, USTOP_AT, UWHY_RESTART, u->pos_base);
             return;
         }
     }
@@ -373,7 +371,7 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     if (u->stopping || !u->cur || !u->cur_eff)
         return; /* not running, or QEMU's extra rep pass */
     if (u->watch_hit) {
-        request_stop(u, USTOP_AT, UWHY_WATCH, u->watch_pos);
+        uni_request_stop(u, USTOP_AT, UWHY_WATCH, u->watch_pos);
         return;
     }
     int idx = ublk_index(u->cur, addr);
@@ -428,168 +426,6 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         u->paging_check = true;
 }
 
-/* ---- watchpoints --------------------------------------------------------- */
-
-/* Every instruction while watchpoints are armed: a new undo log, or the
- * stop right after an instruction that hit. */
-static void on_code_all(uc_engine *uc, uint64_t addr, uint32_t size,
-                        void *ud)
-{
-    struct uni *u = ud;
-    (void)uc, (void)size;
-    if (u->stopping || !u->cur || !u->cur_eff)
-        return;
-    if (u->watch_hit) {
-        request_stop(u, USTOP_AT, UWHY_WATCH, u->watch_pos);
-        return;
-    }
-    u->nundo = 0;
-    u->undo_lost = false;
-    if (u->skip_watch_on) {
-        int idx = ublk_index(u->cur, addr);
-        if (idx >= 0 && u->pos_base + (uint64_t)idx != u->skip_watch_pos)
-            u->skip_watch_on = false;
-    }
-}
-
-static void watch_check(struct uni *u, unsigned kind, uint64_t addr,
-                        unsigned size, uint64_t value)
-{
-    if (u->watch_hit || u->stopping || !u->cur || !u->cur_eff)
-        return;
-    const struct vcpu_watch *w = NULL;
-    for (size_t i = 0; i < u->nwatch && !w; i++)
-        if ((u->watches[i].kind & kind) && addr < u->watches[i].addr +
-            u->watches[i].len && u->watches[i].addr < addr + size)
-            w = &u->watches[i];
-    if (!w)
-        return;
-    uint64_t rip = uni_reg(u, UC_X86_REG_RIP); /* exact in memory hooks */
-    int idx = ublk_index(u->cur, rip);
-    if (idx < 0 || idx >= u->cur->ninsn)
-        return;
-    uint64_t pos = u->pos_base + (uint64_t)idx;
-    if (u->skip_watch_on && pos == u->skip_watch_pos)
-        return;
-    /* Registers are still those before the instruction (QEMU writes them
-     * after its memory accesses, which is what makes faults precise). */
-    uni_get_regs(u, &u->watch_regs);
-    u->watch_regs.rip = rip;
-    u->watch_hit = true;
-    u->watch_pos = pos;
-    u->watch_addr = addr;
-    u->watch_len = size;
-    u->watch_kind = kind;
-    u->watch_value = value;
-    if (kind == VCPU_WATCH_READ && addr < u->cpu->ram_size &&
-        size <= 8 && size <= u->cpu->ram_size - addr) {
-        u->watch_value = 0;
-        memcpy(&u->watch_value, u->cpu->ram + addr, size);
-    }
-}
-
-static bool on_write_all(uc_engine *uc, uc_mem_type type, uint64_t addr,
-                         int size, int64_t value, void *ud)
-{
-    struct uni *u = ud;
-    (void)uc, (void)type;
-    if (addr < u->cpu->ram_size && (uint64_t)size <= u->cpu->ram_size - addr) {
-        if (u->nundo < UNI_UNDO && size <= 16) {
-            struct uundo *d = &u->undo[u->nundo++];
-            d->addr = addr;
-            d->len = (uint8_t)size;
-            memcpy(d->old, u->cpu->ram + addr, (size_t)size);
-        } else {
-            u->undo_lost = true;
-        }
-    }
-    watch_check(u, VCPU_WATCH_WRITE, addr, (unsigned)size, (uint64_t)value);
-    return true;
-}
-
-static bool on_read_watch(uc_engine *uc, uc_mem_type type, uint64_t addr,
-                          int size, int64_t value, void *ud)
-{
-    (void)uc, (void)type, (void)value;
-    watch_check(ud, VCPU_WATCH_READ, addr, (unsigned)size, 0);
-    return true;
-}
-
-/* Back to the state before the instruction that hit. */
-static int watch_rollback(struct uni *u, struct vcpu_exit *e)
-{
-    for (unsigned i = u->nundo; i-- > 0;) {
-        memcpy(u->cpu->ram + u->undo[i].addr, u->undo[i].old, u->undo[i].len);
-        uni_mark_dirty(u, u->undo[i].addr, u->undo[i].len);
-    }
-    int rc = uni_set_regs(u, &u->watch_regs);
-    if (rc)
-        return rc;
-    u->pos_base = u->watch_pos;
-    u->last_insn = NO_INSN;
-    u->skip_watch_on = true;
-    u->skip_watch_pos = u->watch_pos;
-    u->watch_hit = false;
-    u->nundo = 0;
-    e->reason = VCPU_EXIT_WATCH;
-    e->watch.addr = u->watch_addr;
-    e->watch.len = u->watch_len;
-    e->watch.kind = u->watch_kind;
-    e->watch.value = u->watch_value;
-    if (u->undo_lost)
-        snprintf(e->detail, sizeof e->detail,
-                 "the instruction wrote more than %d times: memory it "
-                 "wrote may not be rolled back", UNI_UNDO);
-    return 1;
-}
-
-static int watch_mode(struct uni *u, bool on)
-{
-    if (on == u->watch_mode)
-        return 0;
-    if (on) {
-        if (uc_hook_add(u->uc, &u->h_all_code, UC_HOOK_CODE,
-                        (void *)on_code_all, u, 1, 0) ||
-            uc_hook_add(u->uc, &u->h_all_write, UC_HOOK_MEM_WRITE,
-                        (void *)on_write_all, u, 0, u->cpu->ram_size - 1))
-            return VMM_E_UNICORN;
-    } else {
-        uc_hook_del(u->uc, u->h_all_code);
-        uc_hook_del(u->uc, u->h_all_write);
-    }
-    u->watch_mode = on;
-    /* translations made before must gain (or lose) the hook calls */
-    return uc_ctl_flush_tlb(u->uc) ? VMM_E_UNICORN : 0;
-}
-
-static int uni_set_watchpoints(struct vcpu *cpu, const struct vcpu_watch *w,
-                               size_t n)
-{
-    struct uni *u = U(cpu);
-    if (n > UNI_MAX_WATCH)
-        return VMM_E_ARG;
-    for (size_t i = 0; i < n; i++)
-        if (!w[i].len || w[i].addr + w[i].len < w[i].addr ||
-            !(w[i].kind & VCPU_WATCH_ACCESS) || (w[i].kind & ~3u))
-            return VMM_E_ARG;
-    for (size_t i = 0; i < u->nwatch; i++)
-        if (u->watches[i].kind & VCPU_WATCH_READ)
-            uc_hook_del(u->uc, u->h_wread[i]);
-    u->nwatch = 0;
-    u->watch_hit = false;
-    u->skip_watch_on = false;
-    for (size_t i = 0; i < n; i++) {
-        u->watches[i] = w[i];
-        if ((w[i].kind & VCPU_WATCH_READ) &&
-            uc_hook_add(u->uc, &u->h_wread[i], UC_HOOK_MEM_READ,
-                        (void *)on_read_watch, u, w[i].addr,
-                        w[i].addr + w[i].len - 1))
-            return VMM_E_UNICORN;
-        u->nwatch++;
-    }
-    return watch_mode(u, n > 0);
-}
-
 /* Position and RIP of the instruction an io callback comes from. */
 static void io_enter(struct uni *u)
 {
@@ -605,7 +441,6 @@ static void io_leave(struct uni *u, int rc)
 {
     u->in_io = false;
     u->io_valid = false;
-    u->last_io_pos = u->io_pos;
     if (rc > 0)
         u->io_stop_after = true;
     else if (rc < 0) {
@@ -740,7 +575,7 @@ static void on_intr(uc_engine *uc, uint32_t intno, void *ud)
          * clear the marker and run the instruction again to learn the
          * real vector. */
         u->stop_rip = rip;
-        request_stop(u, USTOP_REFAULT, 0,
+        uni_request_stop(u, USTOP_REFAULT, 0,
                      after - 1); /* position of the faulting insn */
         return;
     }
@@ -750,7 +585,7 @@ static void on_intr(uc_engine *uc, uint32_t intno, void *ud)
     u->exc_err = (!soft && uni_vector_has_error(intno)) ? uni_error_code(u)
                                                         : 0;
     u->stop_rip = rip;
-    request_stop(u, USTOP_EXC, 0, after);
+    uni_request_stop(u, USTOP_EXC, 0, after);
 }
 
 static bool on_invalid(uc_engine *uc, void *ud)
@@ -763,7 +598,7 @@ static bool on_invalid(uc_engine *uc, void *ud)
     if (u->cur && idx < 0)
         pos = u->pos_base + u->cur_eff;
     u->stop_rip = rip;
-    request_stop(u, USTOP_INVALID, 0, pos);
+    uni_request_stop(u, USTOP_INVALID, 0, pos);
     return false;
 }
 
@@ -774,7 +609,7 @@ static void on_syscall(uc_engine *uc, void *ud)
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
     int idx = u->cur ? ublk_index(u->cur, rip) : -1;
     u->stop_rip = rip;
-    request_stop(u, USTOP_SYSCALL, 0,
+    uni_request_stop(u, USTOP_SYSCALL, 0,
                  u->pos_base + (idx >= 0 ? (uint64_t)idx : 0) + 1);
 }
 
@@ -797,7 +632,7 @@ static int on_cpuid(uc_engine *uc, void *ud)
 
 static void uni_fini(struct vcpu *cpu)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     if (!u)
         return;
     if (u->ctx)
@@ -870,19 +705,19 @@ fail:
 
 static int uni_op_get_regs(struct vcpu *cpu, struct vmm_regs *r)
 {
-    return uni_get_regs(U(cpu), r);
+    return uni_get_regs(uni_of(cpu), r);
 }
 
 static int uni_op_set_regs(struct vcpu *cpu, const struct vmm_regs *r)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     u->last_insn = NO_INSN;
     return uni_set_regs(u, r);
 }
 
 static int uni_op_get_state(struct vcpu *cpu, struct vmm_cpu_state *s)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     int rc = uni_get_state(u, s);
     if (rc)
         return rc;
@@ -895,7 +730,7 @@ static int uni_op_get_state(struct vcpu *cpu, struct vmm_cpu_state *s)
 
 static int uni_op_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     u->last_insn = NO_INSN;
     u->cur = NULL;
     u->shutdown = false;
@@ -1026,7 +861,7 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
 {
     if (u->watch_hit) { /* whatever else happened after it */
         u->cur = NULL;
-        return watch_rollback(u, e);
+        return uni_watch_rollback(u, e);
     }
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
     switch (u->stop) {
@@ -1080,7 +915,6 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
             exit_detail(u, e);
             return VMM_E_PAGING;
         case UWHY_IOSTOP:
-        case UWHY_IOERR:
             e->reason = u->io_err ? VCPU_EXIT_ERROR : VCPU_EXIT_STOP;
             e->is_mmio = u->last_is_mmio;
             if (u->last_is_mmio)
@@ -1163,7 +997,7 @@ static void run_begin(struct uni *u)
 static int uni_run(struct vcpu *cpu, const struct vcpu_run_opts *o,
                    struct vcpu_exit *e)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     int rc = 0;
     if (u->shutdown) {
         e->reason = VCPU_EXIT_SHUTDOWN;
@@ -1210,13 +1044,13 @@ static int uni_run(struct vcpu *cpu, const struct vcpu_run_opts *o,
 
 static int uni_request_irq_window(struct vcpu *cpu, bool on)
 {
-    U(cpu)->window_on = on;
+    uni_of(cpu)->window_on = on;
     return 0;
 }
 
 static int uni_inject_irq(struct vcpu *cpu, uint8_t vector)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     u->last_insn = NO_INSN;
     u->soft_len = 0;
     int rc = uni_deliver(u, vector, false, false, 0);
@@ -1226,7 +1060,7 @@ static int uni_inject_irq(struct vcpu *cpu, uint8_t vector)
 static int uni_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
                                size_t n)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     if (n > UNI_MAX_BP)
         return VMM_E_ARG;
     for (size_t i = 0; i < u->nbps; i++)
@@ -1244,7 +1078,7 @@ static int uni_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
 
 static void uni_ram_changed(struct vcpu *cpu, uint64_t gpa, uint64_t len)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     if (!len || gpa >= cpu->ram_size)
         return;
     if (len > cpu->ram_size - gpa)
@@ -1257,18 +1091,18 @@ static void uni_ram_changed(struct vcpu *cpu, uint64_t gpa, uint64_t len)
 
 static uint64_t uni_icount(struct vcpu *cpu)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     return u->in_io ? u->io_pos : u->pos_base;
 }
 
 static void uni_set_icount(struct vcpu *cpu, uint64_t icount)
 {
-    U(cpu)->pos_base = icount;
+    uni_of(cpu)->pos_base = icount;
 }
 
 static void uni_kick(struct vcpu *cpu)
 {
-    struct uni *u = U(cpu);
+    struct uni *u = uni_of(cpu);
     if (u)
         u->kicked = 1;
 }
@@ -1285,72 +1119,9 @@ const struct vcpu_ops vcpu_unicorn_ops = {
     .inject_irq = uni_inject_irq,
     .request_irq_window = uni_request_irq_window,
     .set_breakpoints = uni_set_breakpoints,
-    .set_watchpoints = uni_set_watchpoints,
+    .set_watchpoints = uni_op_set_watchpoints,
     .ram_changed = uni_ram_changed,
     .icount = uni_icount,
     .set_icount = uni_set_icount,
     .kick = uni_kick,
 };
-
-/* ---- the KVM fallback ---------------------------------------------------- */
-
-static bool on_ram_write(uc_engine *uc, uc_mem_type type, uint64_t addr,
-                         int size, int64_t value, void *ud)
-{
-    (void)uc, (void)type, (void)value;
-    uni_mark_dirty(ud, addr, (uint64_t)size);
-    return true;
-}
-
-/*
- * Executes the one instruction KVM could not (kvm-pvm: SSE, int3, int n
- * at CPL0) on the KVM vCPU's state and RAM, delivering what it raises
- * through the IDT, and hands the state back.  A fresh Unicorn instance
- * per call (~0.1 ms): nothing can be stale, and nothing outlives the KVM
- * vCPU.  Pages it writes are recorded in kvm_cpu->emu_dirty, because
- * KVM's dirty log only sees writes made by KVM_RUN.
- */
-int vcpu_unicorn_emulate_one(struct vcpu *kvm_cpu, struct vcpu_exit *e)
-{
-    struct vmm_cpu_state s;
-    int rc = vcpu_get_state(kvm_cpu, &s);
-    if (rc)
-        return rc;
-    if (!kvm_cpu->emu_dirty) {
-        size_t words = (kvm_cpu->ram_size / 4096 + 63) / 64;
-        kvm_cpu->emu_dirty = calloc(words, 8);
-        if (!kvm_cpu->emu_dirty)
-            return -ENOMEM;
-    }
-    struct vcpu_config cfg = {&vcpu_unicorn_ops, kvm_cpu->ram,
-                              kvm_cpu->ram_size, &kvm_cpu->cpuid,
-                              kvm_cpu->io, kvm_cpu->io_ctx};
-    struct vcpu *h;
-    if ((rc = vcpu_create(&cfg, &h)))
-        return rc;
-    struct uni *u = U(h);
-    u->dirty = kvm_cpu->emu_dirty;
-    uc_hook wh;
-    struct vcpu_exit he;
-    struct vcpu_run_opts o = {.single_step = true};
-    if (uc_hook_add(u->uc, &wh, UC_HOOK_MEM_WRITE, (void *)on_ram_write, u,
-                    0, kvm_cpu->ram_size - 1)) {
-        rc = VMM_E_UNICORN;
-        goto out;
-    }
-    if ((rc = vcpu_set_state(h, &s)) || (rc = vcpu_run(h, &o, &he)))
-        goto out;
-    if (he.reason != VCPU_EXIT_STEP) {
-        /* triple fault, RDTSC...: report that instead of the failure */
-        e->reason = he.reason;
-        snprintf(e->detail, sizeof e->detail, "Unicorn fallback: %.200s",
-                 he.detail);
-        rc = VMM_E_UNSUPPORTED;
-        goto out;
-    }
-    if ((rc = vcpu_get_state(h, &s)) == 0)
-        rc = vcpu_set_state(kvm_cpu, &s);
-out:
-    vcpu_destroy(h);
-    return rc;
-}

@@ -121,7 +121,6 @@ enum ustop_why {
     UWHY_MSR,
     UWHY_PAGING,
     UWHY_KICK,
-    UWHY_IOERR,
     UWHY_IOGP,       /* port denied by IOPL and the TSS bitmap: #GP(0) */
     UWHY_WATCH,      /* a watchpoint hit: roll back to before the insn */
     UWHY_WINDOW,     /* interrupt window open (request_irq_window) */
@@ -180,7 +179,6 @@ struct uni {
     bool in_io;
     bool io_stop_after;   /* stop before the next instruction */
     int io_err;
-    uint64_t last_io_pos;
     struct vcpu_exit last_exit; /* io/mmio member of the last access */
     bool last_is_mmio;
     uint64_t skip_pos;    /* resume at a breakpoint: do not re-trigger */
@@ -243,6 +241,22 @@ struct uni {
     bool skip_watch_on;   /* resuming at a hit: let that insn run */
     uint64_t skip_watch_pos;
 };
+
+#define NO_INSN UINT64_MAX
+
+static inline struct uni *uni_of(struct vcpu *cpu) { return cpu->priv; }
+
+/* vcpu_unicorn.c */
+/* From a hook: stop emulation; after_stop() acts on kind/why/pos. */
+void uni_request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
+                      uint64_t pos);
+
+/* vcpu_unicorn_watch.c */
+int uni_op_set_watchpoints(struct vcpu *cpu, const struct vcpu_watch *w,
+                           size_t n);
+/* Rolls a pending hit back to the state before its instruction and fills
+ * *e (VCPU_EXIT_WATCH).  Returns 1. */
+int uni_watch_rollback(struct uni *u, struct vcpu_exit *e);
 
 /* vcpu_unicorn_state.c */
 int uni_get_regs(struct uni *u, struct vmm_regs *r);
