@@ -921,9 +921,14 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
                 e->mmio = u->last_exit.mmio;
             else
                 e->io = u->last_exit.io;
-            if (u->io_err)
+            if (u->io_err) {
+                /* vmm.h: vcpu_run returns the handler's error.  Unicorn
+                 * cannot abandon the access: the instruction completed
+                 * and the position is after it. */
                 snprintf(e->detail, sizeof e->detail,
                          "io handler failed: %s", vmm_strerror(u->io_err));
+                return u->io_err;
+            }
             return 1;
         }
         return 0;

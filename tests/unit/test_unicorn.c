@@ -11,6 +11,7 @@
  * not from running the backend twice.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -104,6 +105,7 @@ struct io_log {
     uint64_t icount[16];
     struct vmm_regs regs[16];
     int stop_at; /* return 1 on this access (index), -1 = never */
+    int fail_at; /* return -EIO on this access, -1 = never */
 };
 static struct io_log iolog;
 
@@ -122,6 +124,8 @@ static int io_pio(void *ctx, uint16_t port, unsigned size, bool write,
         l->icount[i] = vcpu_icount(cpu);
         vcpu_get_regs(cpu, &l->regs[i]);
     }
+    if (i == l->fail_at)
+        return -EIO;
     return i == l->stop_at ? 1 : 0;
 }
 
@@ -271,6 +275,7 @@ static void setup(void)
     cr_assert_eq(rc, 0, "vcpu_create: %s", vmm_strerror(rc));
     memset(&iolog, 0, sizeof iolog);
     iolog.stop_at = -1;
+    iolog.fail_at = -1;
     memset(&mlog, 0, sizeof mlog);
     mlog.stop_at = -1;
 }
@@ -527,6 +532,17 @@ Test(unicorn, io_callback_can_stop_after_its_instruction)
     e = run_n(0);
     cr_assert_eq(e.reason, VCPU_EXIT_HLT);
     cr_assert_eq(e.icount, 8);
+}
+
+Test(unicorn, io_callback_error_is_returned_by_run)
+{
+    iolog.fail_at = 1;
+    load(s_io, s_io_end);
+    struct vcpu_run_opts o = {0};
+    struct vcpu_exit e;
+    cr_assert_eq(vcpu_run(cpu, &o, &e), -EIO);
+    cr_assert_eq(e.icount, 6, "stopped after the IN");
+    cr_assert(strstr(e.detail, "io handler"), "%s", e.detail);
 }
 
 Test(unicorn, rep_outs_iterations)
