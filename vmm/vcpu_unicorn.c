@@ -981,6 +981,13 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
     if (b)
         u->pos_base += idx >= 0 ? (uint64_t)idx : 0;
     u->cur = NULL;
+    if (err == UC_ERR_OK && uni_exception_marker(u) == 8 &&
+        u->refaults++ < 2) {
+        /* QEMU's "triple fault" from a stale marker (see on_intr): the
+         * faulting instruction did nothing; run it again cleanly */
+        u->last_insn = NO_INSN;
+        return uni_clear_exception(u) ? VMM_E_UNICORN : 0;
+    }
     e->reason = VCPU_EXIT_ERROR;
     snprintf(e->detail, sizeof e->detail,
              "Unicorn stopped at rip 0x%" PRIx64 ": %s", rip,
@@ -1020,6 +1027,7 @@ static int uni_run(struct vcpu *cpu, const struct vcpu_run_opts *o,
     u->target = limit ? u->pos_base + limit : NO_TARGET;
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
     u->skip_bp_on = u->nbps && is_bp(u, rip);
+    u->refaults = 0;
     u->skip_pos = u->pos_base;
     for (;;) {
         if (u->target != NO_TARGET && u->pos_base >= u->target) {

@@ -278,6 +278,8 @@ int uni_irq_shadow(struct uni *u);
 int uni_refresh_mode(struct uni *u);
 /* Clears QEMU's old_exception (see NOTES: never reset by Unicorn). */
 int uni_clear_exception(struct uni *u);
+/* QEMU's old_exception now (-1 = none). */
+int uni_exception_marker(struct uni *u);
 /* Error code of the exception Unicorn just reported. */
 uint32_t uni_error_code(struct uni *u);
 uint64_t uni_reg(struct uni *u, int id);

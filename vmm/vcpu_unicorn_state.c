@@ -430,6 +430,13 @@ int uni_clear_exception(struct uni *u)
     return blob_restore(u);
 }
 
+int uni_exception_marker(struct uni *u)
+{
+    if (blob_save(u))
+        return -1;
+    return (int)blob_get32(u, u->lay->old_exception);
+}
+
 uint32_t uni_error_code(struct uni *u)
 {
     if (blob_save(u))
