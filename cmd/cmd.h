@@ -36,5 +36,8 @@ int cmd_parse_size(const char *s, uint64_t *out);
 
 int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_record(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif /* TTVM_CMD_H */

@@ -160,6 +160,40 @@ int replay_snapshots(struct replay *r, uint32_t first,
                      struct replay_snapshot *s, size_t n, size_t *got);
 uint32_t replay_snapshot_count(const struct replay *r);
 
+/* ---- verification on KVM (`ttvm replay --verify`) ---- */
+
+struct replay_verify_opts {
+    uint32_t from_snapshot;    /* start from this snapshot (0 = boot) */
+    int console_fd;            /* re-display the guest's serial output
+                                  here; -1 = do not */
+    const uint8_t *key;
+    replay_progress_fn progress;
+    void *progress_ctx;
+};
+
+struct replay_verify_result {
+    uint64_t first_event;      /* where checking started */
+    uint64_t events_checked;
+    bool diverged;
+    uint64_t event_index;      /* first differing event when diverged */
+    bool trace_complete;       /* false: the recorder died; checked up to
+                                  the last committed event */
+    uint32_t exit_kind;        /* enum vmm_stop_kind at the end */
+    int exit_status;
+    char detail[2048];         /* divergence: kind, expected vs actual */
+};
+
+/*
+ * Re-executes the trace on the KVM backend from a snapshot, feeding logged
+ * inputs at their exits and injecting logged interrupts at their points (a
+ * kick point is reached by restoring its snapshot), and checks at every
+ * event that registers and outputs match the recording.  Returns 0 when
+ * the run was checked to its end (res->diverged says how it went), or an
+ * error when it could not be checked at all.
+ */
+int replay_verify(const char *trace, const struct replay_verify_opts *o,
+                  struct replay_verify_result *res);
+
 /* The guest image stored in the trace (for gdb's symbol file). *img is
  * borrowed, valid until replay_close. */
 int replay_guest_image(struct replay *r, const void **img, size_t *len);
