@@ -519,8 +519,13 @@ static int kvm_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
 bool vcpu_kvm_irq_ready(struct vcpu *cpu)
 {
     struct kvm_priv *p = P(cpu);
-    return p->run_fresh && p->run->ready_for_interrupt_injection &&
-           p->run->if_flag;
+    if (!p->run_fresh)
+        return false;
+    /* kvm-pvm reports if_flag = 0 at a window-open exit from CPL3 even
+     * though it just said the window is open; believe the exit. */
+    if (p->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN)
+        return true;
+    return p->run->ready_for_interrupt_injection && p->run->if_flag;
 }
 
 /* ---- exits ---- */
@@ -562,6 +567,9 @@ static int exit_pio(struct vcpu *cpu, struct vcpu_exit *e)
     if (r->io.data_offset + (uint64_t)size * r->io.count > p->run_size ||
         (size != 1 && size != 2 && size != 4))
         return VMM_E_KVM;
+    /* Before the callback: it may read the registers (vmm.h contract). */
+    if (write && r->io.count == 1)
+        normalise_write(cpu, false, r->io.port, size);
     uint32_t v = 0;
     for (uint32_t i = 0; i < r->io.count; i++, data += size) {
         v = 0;
@@ -580,8 +588,6 @@ static int exit_pio(struct vcpu *cpu, struct vcpu_exit *e)
     e->io.size = size;
     e->io.write = write;
     e->io.value = v;
-    if (write && r->io.count == 1)
-        normalise_write(cpu, false, r->io.port, size);
     return 0;
 }
 
@@ -593,8 +599,10 @@ static int exit_mmio(struct vcpu *cpu, struct vcpu_exit *e)
     if (len == 0 || len > 8)
         return VMM_E_KVM;
     uint64_t v = 0;
-    if (r->mmio.is_write)
+    if (r->mmio.is_write) {
         memcpy(&v, r->mmio.data, len);
+        normalise_write(cpu, true, r->mmio.phys_addr, len);
+    }
     int rc = vcpu_io_mmio(cpu, r->mmio.phys_addr, len, r->mmio.is_write, &v);
     if (rc < 0)
         return rc;
@@ -607,8 +615,6 @@ static int exit_mmio(struct vcpu *cpu, struct vcpu_exit *e)
     e->mmio.size = len;
     e->mmio.write = r->mmio.is_write;
     e->mmio.value = v;
-    if (r->mmio.is_write)
-        normalise_write(cpu, true, r->mmio.phys_addr, len);
     return 0;
 }
 
@@ -817,8 +823,17 @@ static int kvm_run_op(struct vcpu *cpu, const struct vcpu_run_opts *o,
 
 static int kvm_inject_irq(struct vcpu *cpu, uint8_t vector)
 {
+    struct kvm_priv *p = P(cpu);
+    /* Events set through the run page are applied at the next KVM_RUN
+     * and would wipe the interrupt queued now: apply them first. */
+    if (p->sync && (p->run->kvm_dirty_regs & KVM_SYNC_X86_EVENTS)) {
+        if (ioctl(p->cpu_fd, KVM_SET_VCPU_EVENTS,
+                  &p->run->s.regs.events) < 0)
+            return -errno;
+        p->run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_EVENTS;
+    }
     struct kvm_interrupt irq = { .irq = vector };
-    return ioctl(P(cpu)->cpu_fd, KVM_INTERRUPT, &irq) < 0 ? -errno : 0;
+    return ioctl(p->cpu_fd, KVM_INTERRUPT, &irq) < 0 ? -errno : 0;
 }
 
 static int kvm_request_irq_window(struct vcpu *cpu, bool on)
