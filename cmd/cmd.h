@@ -6,7 +6,11 @@
 #ifndef TTVM_CMD_H
 #define TTVM_CMD_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "storage/store.h"
+#include "vmm/vmm.h"
 
 struct cmd {
     const char *name;
@@ -33,6 +37,67 @@ enum {
 
 /* Parses "64M", "1G", "4096", "512K" (binary units).  0 or -EINVAL. */
 int cmd_parse_size(const char *s, uint64_t *out);
+
+/* ---- machine and guest options shared by run and record (machine.c) ---- */
+
+enum { /* getopt codes, above any short option */
+    CMD_OPT_MEM = 256, CMD_OPT_INPUT, CMD_OPT_SERIAL_OUT, CMD_OPT_CMDLINE,
+    CMD_OPT_TIMEOUT, CMD_OPT_BOOT, CMD_OPT_BACKEND,
+};
+
+#define CMD_MACHINE_LONGOPTS                                                 \
+    { "mem", required_argument, NULL, CMD_OPT_MEM },                         \
+    { "input", required_argument, NULL, CMD_OPT_INPUT },                     \
+    { "serial-out", required_argument, NULL, CMD_OPT_SERIAL_OUT },           \
+    { "cmdline", required_argument, NULL, CMD_OPT_CMDLINE },                 \
+    { "timeout", required_argument, NULL, CMD_OPT_TIMEOUT },                 \
+    { "boot", required_argument, NULL, CMD_OPT_BOOT }
+
+#define CMD_MACHINE_HELP                                                     \
+    "  --mem SIZE          guest RAM, a multiple of 2M (K/M/G suffixes;\n"  \
+    "                      default 64M, at most 64G)\n"                      \
+    "  --input FILE        serial (COM1) input from FILE (default: stdin)\n" \
+    "  --serial-out FILE   serial output to FILE (default: stdout)\n"        \
+    "  --cmdline STR       command line passed in the Multiboot info\n"      \
+    "  --timeout SECONDS   stop after this much wall time\n"                 \
+    "  --boot MODE         auto (default), elf64 or multiboot\n"
+
+#define CMD_EXIT_HELP                                                        \
+    "exit status: the guest's debug-exit status (value << 1) | 1 when it\n" \
+    "writes port 0xF4, else 2 usage, 4 image refused, 6 KVM unusable,\n"     \
+    "8 triple fault, 10 timeout, 12 halted with interrupts off,\n"           \
+    "14 instruction KVM cannot execute, 16 internal error"
+
+struct cmd_machine {
+    const char *prog; /* subcommand name, for messages */
+    const char *guest, *input, *serial_out, *cmdline, *backend;
+    uint64_t mem;
+    double timeout;
+    enum vmm_boot_mode boot; /* after start: what AUTO resolved to */
+    uint8_t *img;            /* the image, after start */
+    size_t img_len;
+    int in_fd, out_fd;
+    struct vmm *vm;          /* booted, after start */
+};
+
+void cmd_machine_init(struct cmd_machine *m, const char *prog);
+/* Handles one machine option: 0 done, 1 not a machine option, else the
+ * exit code of a usage error (already reported). */
+int cmd_machine_opt(struct cmd_machine *m, int c, const char *arg);
+/* Reads the image, opens the serial files, creates and boots the machine.
+ * -1 on success, else an exit code (the problem is reported). */
+int cmd_machine_start(struct cmd_machine *m);
+/* Destroys the machine (flushing serial output), closes, frees. */
+void cmd_machine_stop(struct cmd_machine *m);
+/* ttvm's exit status for how a run ended. */
+int cmd_exit_code(const struct vmm_run_result *res);
+/* Reports "ttvm PROG: MSG 'ARG'" and returns TTVM_EXIT_USAGE. */
+int cmd_usage_error(const char *prog, const char *msg, const char *arg);
+/* Reads a whole regular file (*out malloc'd).  -errno on failure. */
+int cmd_read_file(const char *path, uint8_t **out, size_t *len);
+/* Reads a trace key: STORE_KEY_BYTES raw bytes or twice as many hex
+ * digits.  Reports problems; 0 or -errno/-EINVAL. */
+int cmd_read_key(const char *path, uint8_t key[STORE_KEY_BYTES]);
 
 int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
