@@ -13,6 +13,11 @@
 
 static const struct cmd commands[] = {
     { "run", "boot a guest on KVM and run it to its exit", cmd_run },
+    { "record", "run a guest on KVM and record the run into a trace",
+      cmd_record },
+    { "info", "describe what a trace holds", cmd_info },
+    { "replay", "re-execute a trace (--verify: check it on KVM)",
+      cmd_replay },
     { "doctor", "show what this host's KVM can do", cmd_doctor },
 };
 

@@ -235,9 +235,11 @@ static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
             rc = take_snapshot(r, STORE_SNAP_KICK);
         break;
     case VCPU_EXIT_IRQ_WINDOW:
-        rc = log_simple(r, STORE_EV_WINDOW, 0, regs);
-        if (!rc && snapshot_due(r))
-            rc = take_snapshot(r, STORE_SNAP_PERIODIC);
+        /* KVM reports the window only after the guest's next exit inside
+         * KVM, so the point is as arbitrary as a kick's: snapshot it. */
+        rc = log_simple(r, STORE_EV_WINDOW, r->next_snap, regs);
+        if (!rc)
+            rc = take_snapshot(r, STORE_SNAP_KICK);
         break;
     default:
         break; /* the run ends; the EXIT event describes it */

@@ -16,7 +16,9 @@
  *  - HLT event: registers after the hlt; a snapshot there follows it.
  *  - KICK event: the vCPU was stopped at an arbitrary instruction boundary;
  *    aux = the snapshot taken at exactly that point, logged right after.
- *  - WINDOW event: interrupt-window exit, registers at that boundary.
+ *  - WINDOW event: interrupt-window exit.  KVM reports it wherever the
+ *    guest next stopped inside KVM, an arbitrary boundary, so it is
+ *    handled like a kick: aux = the snapshot taken there.
  *  - IRQ event: aux = vector, injected at the point of the event before it
  *    (after the I/O instruction completes, after the hlt, at the kick or
  *    window boundary); its registers repeat the previous event's.

@@ -263,7 +263,8 @@ static int load_snapshot_pages(struct verify *v, uint32_t id)
     return rc;
 }
 
-/* A kick point: KVM cannot stop there by itself, so jump to it. */
+/* A kick or window point: KVM cannot stop there by itself, so jump to
+ * it. */
 static int reach_kick(struct verify *v, const struct store_event *ev)
 {
     uint32_t id = ev->aux;
@@ -335,15 +336,11 @@ static int step(struct verify *v)
             consume(v);
         return err;
     case STORE_EV_KICK:
+    case STORE_EV_WINDOW:
         return reach_kick(v, ev);
     case STORE_EV_EXIT:
         if (ev->aux != VMM_STOP_SHUTDOWN)
             return finish(v, ev);
-        break;
-    case STORE_EV_WINDOW:
-        err = vcpu_request_irq_window(v->cpu, true);
-        if (err)
-            return err;
         break;
     default:
         break;
@@ -361,10 +358,6 @@ static int step(struct verify *v)
         return 0;
     case VCPU_EXIT_HLT:
         err = expect_exit_event(v, ev, &e, STORE_EV_HLT);
-        break;
-    case VCPU_EXIT_IRQ_WINDOW:
-        vcpu_request_irq_window(v->cpu, false);
-        err = expect_exit_event(v, ev, &e, STORE_EV_WINDOW);
         break;
     case VCPU_EXIT_SHUTDOWN:
         err = expect_exit_event(v, ev, &e, STORE_EV_EXIT);

@@ -107,7 +107,8 @@ enum store_event_kind {
     STORE_EV_HLT,         /* the guest executed HLT (regs: after it) */
     STORE_EV_KICK,        /* vCPU stopped by the recorder; aux = snapshot id
                              taken at this exact point */
-    STORE_EV_WINDOW,      /* interrupt-window exit (regs at that point) */
+    STORE_EV_WINDOW,      /* interrupt-window exit: an arbitrary point
+                             like a kick; aux = snapshot id taken there */
     STORE_EV_EMU,         /* an instruction KVM could not execute was run
                              by Unicorn; value = its length */
     STORE_EV_EXIT,        /* end of the run: aux = stop kind, value = exit
