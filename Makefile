@@ -56,6 +56,9 @@ CMD_SRCS    := $(wildcard cmd/*.c)
 CMD_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(CMD_SRCS))
 
 .PHONY: all test unit integration demo bench asan clean guests
+# Keep objects of tests, tools and benches (make would delete them as
+# intermediates and relink every time).
+.SECONDARY:
 all: $(BUILD)/ttvm guests
 
 $(BUILD)/ttvm: $(CMD_OBJS) $(MODULE_LIBS)
