@@ -43,16 +43,23 @@ static const char *stop_label(uint64_t kind)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ttvm info TRACE [--json]\n\n"
+    fprintf(f, "usage: ttvm info TRACE [--json] [--key-file FILE]\n\n"
                "Describe a trace: guest, memory, how the run ended, events "
                "by kind,\nsnapshots, pages, bytes on disk, compression and "
                "deduplication,\nwhether the instruction index exists.\n\n"
-               "  --json    one JSON object on stdout instead of text\n");
+               "  --json            one JSON object on stdout instead of "
+               "text\n"
+               "  --key-file FILE   key of an encrypted trace\n");
 }
 
 static int gather(struct store *st, struct info *in)
 {
-    int rc = store_stats(st, &in->s);
+    void *img = NULL;
+    size_t img_len = 0;
+    int rc = store_image_get(st, &img, &img_len);
+    free(img);
+    if (!rc)
+        rc = store_stats(st, &in->s);
     if (rc)
         return rc;
     store_meta_get_str(st, "guest.name", &in->guest);
@@ -194,14 +201,21 @@ int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "json", no_argument, NULL, 'j' },
+        { "key-file", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     bool json = false;
+    uint8_t key[STORE_KEY_BYTES];
+    const char *key_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'j') {
             json = true;
+        } else if (c == 'k') {
+            key_file = optarg;
+            if (cmd_read_key(key_file, key))
+                return TTVM_EXIT_USAGE;
         } else if (c == 'h') {
             usage(stdout);
             return TTVM_EXIT_OK;
@@ -216,7 +230,7 @@ int cmd_info(int argc, char **argv)
     }
     const char *path = argv[optind];
     struct store *st;
-    int rc = store_open(path, false, NULL, &st);
+    int rc = store_open(path, false, key_file ? key : NULL, &st);
     if (rc) {
         fprintf(stderr, "ttvm info: %s: %s\n", path, store_strerror(rc));
         return TTVM_EXIT_TRACE;

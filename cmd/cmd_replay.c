@@ -16,7 +16,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: ttvm replay TRACE --verify [--from-snapshot K]\n\n"
+            "usage: ttvm replay TRACE --verify [--from-snapshot K] "
+            "[--key-file FILE]\n\n"
             "  --verify            re-execute the recording on KVM from "
             "snapshot 0 (or K),\n"
             "                      feeding the logged inputs and interrupts, "
@@ -28,7 +29,8 @@ static void usage(FILE *f)
             "                      status 0 when the replay matches, %d on a "
             "divergence.\n"
             "  --from-snapshot K   start verifying at snapshot K (see `ttvm "
-            "info`)\n",
+            "info`)\n"
+            "  --key-file FILE     key of an encrypted trace\n",
             TTVM_EXIT_DIVERGED);
 }
 
@@ -43,10 +45,11 @@ static int progress(void *ctx, const char *what, uint64_t done,
     return 0;
 }
 
-static int verify(const char *trace, uint32_t from)
+static int verify(const char *trace, uint32_t from, const uint8_t *key)
 {
     struct replay_verify_opts o = {
         .from_snapshot = from,
+        .key = key,
         .console_fd = STDOUT_FILENO,
         .progress = progress,
     };
@@ -82,10 +85,13 @@ int cmd_replay(int argc, char **argv)
     static const struct option opts[] = {
         { "verify", no_argument, NULL, 'v' },
         { "from-snapshot", required_argument, NULL, 'f' },
+        { "key-file", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     bool do_verify = false;
+    uint8_t key[STORE_KEY_BYTES];
+    const uint8_t *keyp = NULL;
     unsigned long from = 0;
     char *end;
     int c;
@@ -102,6 +108,11 @@ int cmd_replay(int argc, char **argv)
                 return TTVM_EXIT_USAGE;
             }
             break;
+        case 'k':
+            if (cmd_read_key(optarg, key))
+                return TTVM_EXIT_USAGE;
+            keyp = key;
+            break;
         case 'h':
             usage(stdout);
             return TTVM_EXIT_OK;
@@ -114,5 +125,5 @@ int cmd_replay(int argc, char **argv)
         usage(stderr);
         return TTVM_EXIT_USAGE;
     }
-    return verify(argv[optind], (uint32_t)from);
+    return verify(argv[optind], (uint32_t)from, keyp);
 }

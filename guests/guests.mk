@@ -9,7 +9,7 @@
 # build's OPT/SAN, so `make asan` builds the same guests under build-asan.
 
 GUEST_NAMES := hello echo compute timer exceptions iostorm rng syscalls \
-               bugparse
+               bugparse memwrite
 GUEST_CC      ?= gcc
 GUEST_OBJCOPY ?= objcopy
 GUEST_NM      ?= nm

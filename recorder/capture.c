@@ -16,6 +16,7 @@
 
 struct rec_capture {
     struct vmm *vm;
+    struct rec_writer *w;
     struct vcpu *cpu;
     uint8_t *ram;
     uint64_t npages;
@@ -23,12 +24,14 @@ struct rec_capture {
     size_t words;
 };
 
-int rec_capture_init(struct vmm *vm, struct rec_capture **out)
+int rec_capture_init(struct vmm *vm, struct rec_writer *w,
+                     struct rec_capture **out)
 {
     struct rec_capture *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     c->vm = vm;
+    c->w = w;
     c->cpu = vmm_vcpu(vm);
     c->ram = vmm_ram(vm);
     c->npages = vmm_ram_size(vm) / STORE_PAGE_SIZE;
@@ -102,7 +105,7 @@ static int copy_marked_pages(struct rec_capture *c, struct rec_job *job,
     for (size_t i = 0; i < c->words; i++)
         n += (size_t)__builtin_popcountll(c->bitmap[i]);
     job->gfns = malloc((n ? n : 1) * sizeof *job->gfns);
-    job->pages = malloc((n ? n : 1) * (size_t)STORE_PAGE_SIZE);
+    job->pages = rec_writer_take_buffer(c->w, n, &job->pages_cap);
     if (!job->gfns || !job->pages)
         return -ENOMEM;
     size_t k = 0;

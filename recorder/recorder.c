@@ -486,9 +486,9 @@ int rec_record(struct vmm *vm, const void *img, size_t img_len,
         return rc;
     rc = put_metadata(&r, img, img_len, o);
     if (!rc)
-        rc = rec_capture_init(vm, &r.cap);
-    if (!rc)
         rc = rec_writer_start(r.st, WRITER_QUEUE, &r.w);
+    if (!rc)
+        rc = rec_capture_init(vm, r.w, &r.cap);
     if (rc)
         goto out;
     r.t0_ns = now_ns();

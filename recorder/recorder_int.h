@@ -18,6 +18,7 @@ struct rec_job {
     uint64_t *gfns;  /* page numbers, ascending */
     uint8_t *pages;  /* npages * 4096 bytes, same order */
     size_t npages;
+    size_t pages_cap; /* pages allocated (>= npages) */
     struct rec_job *next;
 };
 
@@ -36,6 +37,10 @@ int rec_writer_submit(struct rec_writer *w, struct rec_job *job);
 int rec_writer_flush(struct rec_writer *w);
 /* Flushes, stops the thread, frees w.  Returns the first error. */
 int rec_writer_stop(struct rec_writer *w);
+/* A buffer for at least npages pages (*cap set), reusing one the writer
+ * has finished with when it is large enough; NULL when out of memory. */
+uint8_t *rec_writer_take_buffer(struct rec_writer *w, size_t npages,
+                                size_t *cap);
 /* The writer's first error detail ("" if none). */
 const char *rec_writer_detail(struct rec_writer *w);
 
@@ -46,7 +51,9 @@ void rec_job_free(struct rec_job *job);
  * capture (pages saved as the guest first writes them) would replace the
  * copy; the job it produces, and so the trace format, stay the same. */
 struct rec_capture;
-int rec_capture_init(struct vmm *vm, struct rec_capture **out);
+/* Page buffers come from w (rec_writer_take_buffer). */
+int rec_capture_init(struct vmm *vm, struct rec_writer *w,
+                     struct rec_capture **out);
 void rec_capture_fini(struct rec_capture *c);
 /* Snapshot 0: every non-zero page of RAM; resets the dirty log. */
 int rec_capture_boot(struct rec_capture *c, struct rec_job **out);

@@ -22,6 +22,10 @@ struct rec_writer {
     struct rec_job *head, *tail;
     size_t queued_bytes, max_queued;
     bool stopping, busy;
+    /* A written snapshot's page buffer, kept for the next capture: fresh
+     * memory would cost the paused vCPU a page fault per 4 KiB. */
+    uint8_t *spare;
+    size_t spare_pages;
     int err;
     char detail[256];
 };
@@ -91,9 +95,15 @@ static void *writer_main(void *arg)
          * block forever; the first error is what everyone sees. */
         int rc = w->err ? 0 : write_job(w, job);
         size_t bytes = job_bytes(job);
-        rec_job_free(job);
 
         pthread_mutex_lock(&w->lock);
+        if (job->pages && job->pages_cap > w->spare_pages) {
+            free(w->spare);
+            w->spare = job->pages;
+            w->spare_pages = job->pages_cap;
+            job->pages = NULL;
+        }
+        rec_job_free(job);
         if (rc && !w->err)
             w->err = rc;
         w->queued_bytes -= bytes;
@@ -164,6 +174,23 @@ int rec_writer_flush(struct rec_writer *w)
 
 const char *rec_writer_detail(struct rec_writer *w) { return w->detail; }
 
+uint8_t *rec_writer_take_buffer(struct rec_writer *w, size_t npages,
+                                size_t *cap)
+{
+    uint8_t *buf = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->spare && w->spare_pages >= npages) {
+        buf = w->spare;
+        *cap = w->spare_pages;
+        w->spare = NULL;
+        w->spare_pages = 0;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!buf && (buf = malloc((npages ? npages : 1) * STORE_PAGE_SIZE)))
+        *cap = npages ? npages : 1;
+    return buf;
+}
+
 int rec_writer_stop(struct rec_writer *w)
 {
     if (!w)
@@ -176,6 +203,7 @@ int rec_writer_stop(struct rec_writer *w)
     int err = w->err;
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
+    free(w->spare);
     free(w);
     return err;
 }

@@ -311,9 +311,18 @@ static int expect_exit_event(struct verify *v, const struct store_event *ev,
     return check_regs(v, ev);
 }
 
-/* The final EXIT event: how the recording ended.  Returns 1 (done). */
+/* The final EXIT event: how the recording ended.  Where the run ended at
+ * a point KVM reaches by itself the final registers must match too (a
+ * timeout or an error stopped the recording anywhere).  Returns 1 (done),
+ * or REPLAY_E_DIVERGED. */
 static int finish(struct verify *v, const struct store_event *ev)
 {
+    if (ev->aux == VMM_STOP_EXIT || ev->aux == VMM_STOP_HALTED ||
+        ev->aux == VMM_STOP_SHUTDOWN) {
+        int rc = check_regs(v, ev);
+        if (rc)
+            return rc;
+    }
     v->res->exit_kind = ev->aux;
     v->res->exit_status = (int)(int64_t)ev->value;
     consume(v);
@@ -440,6 +449,18 @@ int replay_verify(const char *trace, const struct replay_verify_opts *o,
     if (rc) {
         snprintf(res->detail, sizeof res->detail, "%s: %s", trace,
                  store_strerror(rc));
+        return rc;
+    }
+    /* The machine comes from snapshot 0, but a trace whose embedded image
+     * was tampered with is not trustworthy either. */
+    void *img = NULL;
+    size_t img_len = 0;
+    rc = store_image_get(v.st, &img, &img_len);
+    free(img);
+    if (rc) {
+        snprintf(res->detail, sizeof res->detail, "%s: guest image: %s",
+                 trace, store_strerror(rc));
+        store_close(v.st);
         return rc;
     }
     res->trace_complete = store_is_complete(v.st);
