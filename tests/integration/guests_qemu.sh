@@ -9,13 +9,10 @@
 # TCG as the fallback.
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
+. tests/integration/lib.sh
 G=$BUILD/guests
 REF=$BUILD/tests/tools/guest_compute_ref
 QEMU=${QEMU:-qemu-system-x86_64}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
 if ! command -v "$QEMU" >/dev/null 2>&1; then
     echo "skip: $QEMU is not installed (Debian package qemu-system-x86)"
     exit 77
@@ -23,9 +20,6 @@ fi
 for f in "$G"/{hello,echo,compute,timer,exceptions,iostorm,rng,syscalls,bugparse}.mb "$REF"; do
     [ -e "$f" ] || { echo "missing $f: run 'make guests' and 'make test'"; exit 1; }
 done
-
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # run_qemu ACCEL IMAGE CMDLINE INPUT OUT: QEMU's exit status (124: timeout).
 run_qemu() {
@@ -207,5 +201,4 @@ bugparse: corruption detected in table_len (value 0x5f64695f)
 EOF
 )"
 
-[ $fails -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
-echo "all guests behaved under QEMU ($ACCEL)"
+finish "all guests behaved under QEMU ($ACCEL)"

@@ -13,19 +13,10 @@
 #    exit status 18, never a crash.
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+. tests/integration/lib.sh
+need_kvm
 G=$BUILD/guests
 STORE_TOOL=$BUILD/tests/tools/store_tool
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-if [ ! -e /dev/kvm ]; then
-    echo "skip: /dev/kvm does not exist on this machine"
-    exit 77
-fi
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # record TRACE STATUS GUEST [ttvm record options...]: console in TRACE.out
 record() {
@@ -212,5 +203,4 @@ for off in 0 100 4096 8200 $((size / 2)) $((size - 5000)); do
     done
 done
 
-[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
-echo "record/verify: all checks passed"
+finish "record/verify: all checks passed"

@@ -13,18 +13,9 @@
 set -u
 export LC_ALL=C # byte-wise grep on images
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+. tests/integration/lib.sh
+need_kvm
 T=tests/integration/tiny
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-if [ ! -e /dev/kvm ]; then
-    echo "skip: /dev/kvm does not exist on this machine"
-    exit 77
-fi
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 build64() { # NAME [link address]
     as --64 -o "$TMP/$1.o" "$T/$1.S" &&
@@ -143,7 +134,6 @@ bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
 
 echo "== sample guests"
 G=$BUILD/guests
-. tests/integration/guest_inputs.sh
 # The boot path is part of some guests' output; rng prints random numbers.
 normalise() { sed 's/booted via [a-z0-9]*/booted via X/' "$1"; }
 n=0
@@ -209,5 +199,4 @@ else
     echo "  qemu-system-x86_64 not installed: comparison skipped"
 fi
 
-[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
-echo "all good"
+finish "all good"

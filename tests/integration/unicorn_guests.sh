@@ -5,19 +5,12 @@
 # /dev/kvm the status must still be a guest exit and the output non-empty.
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+. tests/integration/lib.sh
 G=$BUILD/guests
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 ls "$G"/*.elf >/dev/null 2>&1 || { echo "skip: no sample guests in $G"; exit 77; }
 kvm=0
 [ -r /dev/kvm ] && [ -w /dev/kvm ] && kvm=1
-
-. tests/integration/guest_inputs.sh
 
 for img in "$G"/*.elf "$G"/*.mb; do
     name=$(basename "$img")
@@ -46,5 +39,4 @@ for img in "$G"/*.elf "$G"/*.mb; do
     echo "  $name: status $su, $(wc -c <"$TMP/u.out") bytes of output"
 done
 [ $kvm = 1 ] || echo "  (no /dev/kvm: statuses checked, outputs not compared)"
-[ $fails -eq 0 ] && echo "all good"
-[ $fails -eq 0 ]
+finish "all good"
