@@ -173,8 +173,8 @@ void vcpu_kick(struct vcpu *cpu)
 
 int vcpu_irq_ready(struct vcpu *cpu)
 {
-    if (cpu->ops == &vcpu_kvm_ops)
-        return vcpu_kvm_irq_ready(cpu);
+    if (cpu->ops->irq_ready)
+        return cpu->ops->irq_ready(cpu);
     struct vmm_cpu_state st;
     int rc = cpu->ops->get_state(cpu, &st);
     if (rc)

@@ -516,15 +516,15 @@ static int kvm_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
 /* The run page's flags describe the state KVM last exited with; after
  * registers were set they may not, so say "not ready" and let the caller
  * ask for an interrupt window, which KVM answers at once when IF=1. */
-bool vcpu_kvm_irq_ready(struct vcpu *cpu)
+static int kvm_irq_ready(struct vcpu *cpu)
 {
     struct kvm_priv *p = P(cpu);
     if (!p->run_fresh)
-        return false;
+        return 0;
     /* kvm-pvm reports if_flag = 0 at a window-open exit from CPL3 even
      * though it just said the window is open; believe the exit. */
     if (p->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN)
-        return true;
+        return 1;
     return p->run->ready_for_interrupt_injection && p->run->if_flag;
 }
 
@@ -908,6 +908,7 @@ const struct vcpu_ops vcpu_kvm_ops = {
     .set_state = kvm_set_state,
     .run = kvm_run_op,
     .inject_irq = kvm_inject_irq,
+    .irq_ready = kvm_irq_ready,
     .request_irq_window = kvm_request_irq_window,
     .set_breakpoints = kvm_set_breakpoints,
     .dirty_log = kvm_dirty_log,

@@ -256,6 +256,9 @@ struct vcpu_ops {
     /* Delivers an external interrupt before the next instruction.  The
      * caller has checked RFLAGS.IF and the interrupt shadow. */
     int (*inject_irq)(struct vcpu *cpu, uint8_t vector);
+    /* Optional: whether an interrupt can be injected now (1/0, or <0).
+     * Without it the generic answer comes from get_state (IF, shadow). */
+    int (*irq_ready)(struct vcpu *cpu);
     /* Optional: asks for VCPU_EXIT_IRQ_WINDOW when IF becomes 1. */
     int (*request_irq_window)(struct vcpu *cpu, bool on);
     /* Optional (VCPU_CAP_BREAK/WATCH): replace the armed set. */

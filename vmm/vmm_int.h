@@ -63,7 +63,6 @@ int vcpu_irq_ready(struct vcpu *cpu);
 int vmm_kvm_fd(void);
 /* KVM_CHECK_EXTENSION on /dev/kvm; 0 when absent. */
 int vmm_kvm_cap(int cap);
-bool vcpu_kvm_irq_ready(struct vcpu *cpu);
 /* KVM_SET_CPUID2 of table t on a vCPU fd.  0 or -errno. */
 int vmm_kvm_set_cpuid(int cpu_fd, const struct vmm_cpuid *t);
 /* Installs handler for sig without SA_RESTART (so KVM_RUN and sleeps
