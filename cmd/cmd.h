@@ -103,6 +103,7 @@ int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_record(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 
 #endif /* TTVM_CMD_H */

@@ -16,6 +16,8 @@ static const struct cmd commands[] = {
     { "record", "run a guest on KVM and record the run into a trace",
       cmd_record },
     { "info", "describe what a trace holds", cmd_info },
+    { "events", "list a trace's recorded I/O, interrupts and exit",
+      cmd_events },
     { "replay", "re-execute a trace (--verify: check it on KVM)",
       cmd_replay },
     { "doctor", "show what this host's KVM can do", cmd_doctor },

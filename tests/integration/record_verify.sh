@@ -101,6 +101,15 @@ for k in irq hlt kick; do
         fail "timer_kick trace has no $k events"
 done
 
+# ---- ttvm events lists exactly what ttvm info counts ----
+t=$TMP/timer_kick
+[ "$("$TTVM" events "$t" --json | wc -l)" -eq "$(count "$t" events)" ] ||
+    fail "ttvm events --json does not list every event"
+[ "$("$TTVM" events "$t" --json --kind irq | grep -c '"vector": 32')" -eq \
+    "$(count "$t" irq)" ] || fail "ttvm events --kind irq disagrees with info"
+"$TTVM" events "$t" --json --kind exit | grep -q '"status": 1' ||
+    fail "ttvm events: exit event missing"
+
 # ---- from a middle snapshot: the rest of the console, final registers ----
 nsnap=$("$TTVM" info --json "$TMP/timer_kick" | grep -o '"snapshots": [0-9]*' |
     awk '{print $2}')
