@@ -18,6 +18,7 @@
  * new contents compression; nothing walks guest RAM or older snapshots.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,8 +240,8 @@ static int zero_needs_version(struct store *st, uint64_t gfn, uint32_t id,
     return 0;
 }
 
-/* Queues the content under its hash unless it is stored already. */
-static int content_put(struct store *st, const void *page, const uint8_t *hash)
+int snap_content_put(struct store *st, const void *page,
+                     const uint8_t *hash, uint64_t *stored_bytes)
 {
     uint8_t *v;
     size_t vlen;
@@ -251,10 +252,23 @@ static int content_put(struct store *st, const void *page, const uint8_t *hash)
                        STORE_PAGE_SIZE, st->level_pages, &v, &vlen)) ||
         (rc = kv_put(st, DB_PAGES, hash, STORE_HASH_BYTES, v, vlen)))
         return rc;
-    st->build->stored_bytes += vlen;
+    *stored_bytes += vlen;
     if (st->pend_page_bytes > PAGE_FLUSH_BYTES)
         return kv_commit(st, 1u << DB_PAGES); /* unreferenced until end */
     return 0;
+}
+
+bool snap_page_hash(struct store *st, const void *page,
+                    uint8_t h[STORE_HASH_BYTES])
+{
+    if (page_is_zero(page)) {
+        memset(h, 0, STORE_HASH_BYTES);
+        return false;
+    }
+    val_page_hash(st, page, h);
+    if (hash_is_zero(h))
+        h[0] = 1; /* the zero hash means "zero page"; 2^-128 anyway */
+    return true;
 }
 
 static int build_push(struct snap_build *b, uint64_t gfn, const uint8_t *h,
@@ -274,7 +288,6 @@ static int build_push(struct snap_build *b, uint64_t gfn, const uint8_t *h,
 
 int store_snapshot_page(struct store *st, uint64_t gfn, const void *page)
 {
-    static const uint8_t zero[STORE_HASH_BYTES];
     uint8_t h[STORE_HASH_BYTES];
     struct snap_build *b = st->build;
     bool need = true;
@@ -284,16 +297,13 @@ int store_snapshot_page(struct store *st, uint64_t gfn, const void *page)
     if (!page || gfn >= STORE_GFN_MAX)
         return store_fail(st, STORE_E_ARG, "bad page (gfn %#llx)",
                           (unsigned long long)gfn);
-    if (page_is_zero(page)) {
+    if (!snap_page_hash(st, page, h)) {
         if ((rc = zero_needs_version(st, gfn, b->info.id, &need)))
             return rc;
         b->zero++;
-        return build_push(b, gfn, zero, need);
+        return build_push(b, gfn, h, need);
     }
-    val_page_hash(st, page, h);
-    if (hash_is_zero(h))
-        h[0] = 1; /* the zero hash means "zero page"; 2^-128 anyway */
-    if ((rc = content_put(st, page, h)))
+    if ((rc = snap_content_put(st, page, h, &b->stored_bytes)))
         return rc;
     return build_push(b, gfn, h, true);
 }
@@ -501,8 +511,8 @@ int store_snapshot_at_event(struct store *st, uint64_t ev, uint32_t *id)
     return 0;
 }
 
-static int list_decode(struct store *st, uint32_t id, const struct buf *raw,
-                       uint32_t n, uint64_t *g)
+int snap_list_decode(struct store *st, const char *what,
+                     const struct buf *raw, uint32_t n, uint64_t *g)
 {
     const uint8_t *p = raw->p, *end = raw->p + raw->len;
     for (uint32_t i = 0; i < n; i++) {
@@ -511,16 +521,24 @@ static int list_decode(struct store *st, uint32_t id, const struct buf *raw,
             (i && d >= STORE_GFN_MAX - g[i - 1] - 1) ||
             (!i && d >= STORE_GFN_MAX))
             return store_fail(st, STORE_E_CORRUPT,
-                              "trace corrupt: "
-                              "snapshot %u page list damaged",
-                              id);
+                              "trace corrupt: %s page list damaged", what);
         g[i] = i ? g[i - 1] + d + 1 : d;
     }
     return p == end ? 0
                     : store_fail(st, STORE_E_CORRUPT,
-                                 "trace corrupt: "
-                                 "snapshot %u page list damaged",
-                                 id);
+                                 "trace corrupt: %s page list damaged", what);
+}
+
+int snap_list_encode(const uint64_t *g, size_t n, struct buf *raw)
+{
+    int rc = buf_reserve(raw, n * VARINT_MAX + 1);
+    if (rc)
+        return rc;
+    uint8_t *p = raw->p;
+    for (size_t i = 0; i < n; i++)
+        p += varint_put(p, i ? g[i] - g[i - 1] - 1 : g[0]);
+    raw->len = (size_t)(p - raw->p);
+    return 0;
 }
 
 int store_snapshot_pages(struct store *st, uint32_t id, uint64_t **gfns,
@@ -542,7 +560,10 @@ int store_snapshot_pages(struct store *st, uint32_t id, uint64_t **gfns,
         return rc;
     }
     uint64_t *g = malloc((cnt ? cnt : 1) * sizeof *g);
-    if (!g || (cnt > raw.len) || (rc = list_decode(st, id, &raw, cnt, g))) {
+    char what[32];
+    snprintf(what, sizeof what, "snapshot %u", id);
+    if (!g || (cnt > raw.len) ||
+        (rc = snap_list_decode(st, what, &raw, cnt, g))) {
         free(g);
         buf_free(&raw);
         return rc  ? rc
@@ -607,20 +628,27 @@ int store_page_read(struct store *st, uint32_t id, uint64_t gfn, void *out)
         memset(out, 0, STORE_PAGE_SIZE);
         return 0;
     }
-    if ((rc = kv_get(st, DB_PAGES, h, STORE_HASH_BYTES)) == STORE_E_NOTFOUND)
+    rc = snap_content_read(st, h, out);
+    if (rc == STORE_E_NOTFOUND)
         return store_fail(st, STORE_E_CORRUPT,
                           "trace corrupt: page %#llx "
                           "as of snapshot %u: content missing",
                           (unsigned long long)gfn, id);
+    return rc;
+}
+
+int snap_content_read(struct store *st, const uint8_t *h, void *out)
+{
+    int rc = kv_get(st, DB_PAGES, h, STORE_HASH_BYTES);
+    if (rc)
+        return rc;
     struct buf b = {.p = out, .cap = STORE_PAGE_SIZE}; /* no realloc */
-    if (rc ||
-        (rc = val_unseal(st, DB_PAGES, h, STORE_HASH_BYTES, st->vbuf.p,
+    if ((rc = val_unseal(st, DB_PAGES, h, STORE_HASH_BYTES, st->vbuf.p,
                          st->vbuf.len, VT_PAGE, STORE_PAGE_SIZE, &b, NULL)))
         return rc;
     if (b.len != STORE_PAGE_SIZE)
         return store_fail(st, STORE_E_CORRUPT,
-                          "trace corrupt: page %#llx "
-                          "content has %zu bytes",
-                          (unsigned long long)gfn, b.len);
+                          "trace corrupt: page content %02x%02x... has %zu "
+                          "bytes", h[0], h[1], b.len);
     return 0;
 }

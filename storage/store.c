@@ -117,6 +117,7 @@ void store_close(struct store *st)
     snap_free(st);
     events_free(st);
     index_free(st);
+    isnap_free(st);
     kv_pending_free(st);
     kv_env_close(st);
     buf_free(&st->vbuf);

@@ -200,6 +200,48 @@ int store_index_get(struct store *st, uint64_t ev, uint64_t *icount);
 /* First event whose position is >= icount (n = event count if none). */
 int store_index_event_at(struct store *st, uint64_t icount, uint64_t *ev);
 
+/* ---- index snapshots (written by the replayer while indexing) ---- */
+
+/* Extra restore points between recorded snapshots, keyed by position, so
+ * that reaching any position replays only a short way.  Each holds the
+ * full CPU state and the contents of the pages that may have changed
+ * since its base recorded snapshot; every other page reads as of the
+ * base.  Page contents share the snapshots' deduplicated store.  Written
+ * before store_index_finish; store_isnap_clear drops them (re-indexing). */
+struct store_isnap_info {
+    uint64_t icount;      /* its position (unique) */
+    uint64_t event_index; /* events consumed at that point */
+    uint32_t base;        /* recorded snapshot the pages extend */
+    uint32_t npages;
+};
+
+/* Adds one, replacing any at the same position (buffered; durable at the
+ * next store_commit).  gfns ascending; pages holds n * STORE_PAGE_SIZE
+ * bytes in the same order. */
+int store_isnap_put(struct store *st, const struct store_isnap_info *info,
+                    const void *cpu, size_t cpu_len, const uint64_t *gfns,
+                    const void *pages, size_t n);
+/* The latest index snapshot at or before icount (STORE_E_NOTFOUND when
+ * none). */
+int store_isnap_at(struct store *st, uint64_t icount,
+                   struct store_isnap_info *info);
+/* The one at exactly icount: *cpu and *gfns malloc'd (either may be NULL
+ * when not wanted). */
+int store_isnap_get(struct store *st, uint64_t icount,
+                    struct store_isnap_info *info, void **cpu,
+                    size_t *cpu_len, uint64_t **gfns, size_t *n);
+/* Contents of page i of its list (0 <= i < npages). */
+int store_isnap_page(struct store *st, uint64_t icount, size_t i, void *out);
+/* Deletes every index snapshot and the tail list below (commits). */
+int store_isnap_clear(struct store *st);
+
+/* Pages written after the last recorded snapshot up to the end of the
+ * recording, found by the indexer: the recorder's lists stop at its last
+ * snapshot.  Buffered like the index; STORE_E_NOTFOUND when absent. */
+int store_index_put_tail_pages(struct store *st, const uint64_t *gfns,
+                               size_t n);
+int store_index_tail_pages(struct store *st, uint64_t **gfns, size_t *n);
+
 /* ---- statistics for `ttvm info` ---- */
 
 struct store_stats {

@@ -46,6 +46,7 @@ enum val_type {
     VT_IDXCHUNK = 8,
     VT_MARK = 9,
     VT_STATS = 10,
+    VT_HASHLIST = 11,
 };
 
 /* The named databases (FORMAT.md).  The numbers are also the "db tag" mixed
@@ -166,6 +167,11 @@ struct store {
     uint64_t *ix_cache;
 
     bool complete; /* writer's view */
+
+    /* index snapshots: the page hashes of the last one read (isnap.c) */
+    uint64_t isnap_cache_icount;
+    size_t isnap_cache_n;
+    uint8_t *isnap_cache_hashes;
 };
 
 _Static_assert(sizeof(struct stats_rec) == STATS_WORDS * 8, "stats layout");
@@ -277,6 +283,22 @@ int chunk_decode(const uint8_t *p, size_t len, size_t n,
 
 int snap_load(struct store *st);
 void snap_free(struct store *st);
+/* Page contents, shared by snapshots and index snapshots (snap.c).  hash:
+ * false (and a zero hash) for an all-zero page, which stores nothing. */
+bool snap_page_hash(struct store *st, const void *page,
+                    uint8_t h[STORE_HASH_BYTES]);
+/* Stores a non-zero page under its hash unless present; adds the bytes
+ * it took to *stored_bytes. */
+int snap_content_put(struct store *st, const void *page, const uint8_t *hash,
+                     uint64_t *stored_bytes);
+/* The content stored under hash (STORE_E_NOTFOUND when absent). */
+int snap_content_read(struct store *st, const uint8_t *hash, void *out);
+/* Page lists (FORMAT.md "snapshots" 'p'): ascending gfns as varint gaps. */
+int snap_list_encode(const uint64_t *g, size_t n, struct buf *raw);
+int snap_list_decode(struct store *st, const char *what,
+                     const struct buf *raw, uint32_t n, uint64_t *g);
+
+void isnap_free(struct store *st);
 
 int index_load(struct store *st);
 /* icount of snapshot id, UINT64_MAX when not indexed. */
