@@ -171,6 +171,13 @@ void vcpu_kick(struct vcpu *cpu)
         cpu->ops->kick(cpu);
 }
 
+int vcpu_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx)
+{
+    if (!cpu->ops->set_hit_filter)
+        return VMM_E_UNSUPPORTED;
+    return cpu->ops->set_hit_filter(cpu, fn, ctx);
+}
+
 int vcpu_irq_ready(struct vcpu *cpu)
 {
     if (cpu->ops->irq_ready)

@@ -222,6 +222,24 @@ struct vcpu_watch {
     uint32_t kind; /* enum vcpu_watch_kind */
 };
 
+/* A breakpoint or watchpoint hit as a hit filter sees it (set_hit_filter):
+ * the run is inside the instruction's hooks, before it executes. */
+struct vcpu_hit {
+    uint64_t icount; /* position of the instruction */
+    uint64_t addr;   /* breakpoint: its address; watch: first byte accessed */
+    uint32_t len;    /* watch: bytes accessed; breakpoint: 0 */
+    uint32_t kind;   /* 0 = breakpoint, else the access's vcpu_watch_kind */
+};
+
+/* Decides whether a hit stops the run: > 0 stops as if there were no
+ * filter, 0 runs on as if nothing were armed there, < 0 stops and
+ * vcpu_run returns that error.  It may read registers (vcpu_get_regs:
+ * the state before the instruction; at a watch hit RIP is the accessing
+ * instruction) and guest RAM, and must change neither.  This is how a
+ * replayer collects every hit of a hot breakpoint, or tests a condition,
+ * without one stop and restart per hit. */
+typedef int (*vcpu_hit_fn)(void *ctx, const struct vcpu_hit *hit);
+
 /* What a backend can do on this host (filled at create from the probe). */
 enum {
     VCPU_CAP_ICOUNT = 1u << 0,   /* exact instruction counting */
@@ -276,6 +294,10 @@ struct vcpu_ops {
     int (*dirty_log)(struct vcpu *cpu, uint64_t *bitmap);
     /* Optional: async-signal-safe request to stop running (VCPU_EXIT_KICK). */
     void (*kick)(struct vcpu *cpu);
+    /* Optional (VCPU_CAP_BREAK/WATCH): asks fn at every breakpoint and
+     * watchpoint hit whether to stop (vcpu_hit_fn); NULL = every hit
+     * stops. */
+    int (*set_hit_filter)(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx);
 };
 
 extern const struct vcpu_ops vcpu_kvm_ops;
@@ -320,6 +342,7 @@ uint64_t vcpu_icount(struct vcpu *cpu);
 void vcpu_set_icount(struct vcpu *cpu, uint64_t icount);
 int vcpu_dirty_log(struct vcpu *cpu, uint64_t *bitmap);
 void vcpu_kick(struct vcpu *cpu);
+int vcpu_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Host probe: what this machine's KVM can do.                               */
