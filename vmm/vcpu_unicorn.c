@@ -195,6 +195,26 @@ static int arm_stop(struct uni *u, uint64_t x)
     return 0;
 }
 
+bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t addr, uint32_t len,
+                   uint32_t kind)
+{
+    if (!u->hit_fn)
+        return true;
+    struct vcpu_hit h = {.icount = pos, .addr = addr, .len = len,
+                         .kind = kind};
+    /* vcpu_icount() inside the filter answers pos, as in io callbacks */
+    bool was_in_io = u->in_io;
+    uint64_t was_pos = u->io_pos;
+    u->in_io = true;
+    u->io_pos = pos;
+    int rc = u->hit_fn(u->hit_ctx, &h);
+    u->in_io = was_in_io;
+    u->io_pos = was_pos;
+    if (rc < 0 && !u->hit_err)
+        u->hit_err = rc;
+    return rc != 0;
+}
+
 static bool is_bp(struct uni *u, uint64_t addr)
 {
     for (size_t i = 0; i < u->nbps; i++)
@@ -407,7 +427,7 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
                          u->last_insn == addr;
         if (u->skip_bp_on && pos == u->skip_pos) {
             u->skip_bp_on = false;
-        } else if (!rep_again) {
+        } else if (!rep_again && uni_hit_stops(u, pos, addr, 0, 0)) {
             stop_in_block(u, idx, UWHY_BREAK);
             return;
         }
@@ -855,13 +875,25 @@ static bool stopped_at_hlt(struct uni *u, uint64_t rip)
     return b->size - last == 1 && b->bytes[last] == 0xf4;
 }
 
+/* The hit filter failed: the run stops before the instruction that hit
+ * and vcpu_run returns the filter's error. */
+static int take_hit_err(struct uni *u, struct vcpu_exit *e)
+{
+    int rc = u->hit_err;
+    u->hit_err = 0;
+    snprintf(e->detail, sizeof e->detail, "hit filter failed: %s",
+             vmm_strerror(rc));
+    return rc;
+}
+
 /* Handles the end of one uc_emu_start.  Returns 1 to report *e, 0 to run
  * on, <0 on error. */
 static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
 {
     if (u->watch_hit) { /* whatever else happened after it */
         u->cur = NULL;
-        return uni_watch_rollback(u, e);
+        int rc = uni_watch_rollback(u, e);
+        return u->hit_err ? take_hit_err(u, e) : rc;
     }
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
     switch (u->stop) {
@@ -878,7 +910,7 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
             return 0; /* the loop sees pos == target */
         case UWHY_BREAK:
             e->reason = VCPU_EXIT_BREAKPOINT;
-            return 1;
+            return u->hit_err ? take_hit_err(u, e) : 1;
         case UWHY_KICK:
             u->kicked = 0;
             e->reason = VCPU_EXIT_KICK;
@@ -1089,6 +1121,15 @@ static int uni_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
     return 0;
 }
 
+static int uni_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx)
+{
+    struct uni *u = uni_of(cpu);
+    u->hit_fn = fn;
+    u->hit_ctx = ctx;
+    u->hit_err = 0;
+    return 0;
+}
+
 static void uni_ram_changed(struct vcpu *cpu, uint64_t gpa, uint64_t len)
 {
     struct uni *u = uni_of(cpu);
@@ -1137,4 +1178,5 @@ const struct vcpu_ops vcpu_unicorn_ops = {
     .icount = uni_icount,
     .set_icount = uni_set_icount,
     .kick = uni_kick,
+    .set_hit_filter = uni_set_hit_filter,
 };

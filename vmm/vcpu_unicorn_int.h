@@ -240,6 +240,11 @@ struct uni {
     uint32_t watch_len, watch_kind;
     bool skip_watch_on;   /* resuming at a hit: let that insn run */
     uint64_t skip_watch_pos;
+
+    /* hit filter (vmm.h set_hit_filter) and the error it returned */
+    vcpu_hit_fn hit_fn;
+    void *hit_ctx;
+    int hit_err;
 };
 
 #define NO_INSN UINT64_MAX
@@ -250,6 +255,12 @@ static inline struct uni *uni_of(struct vcpu *cpu) { return cpu->priv; }
 /* From a hook: stop emulation; after_stop() acts on kind/why/pos. */
 void uni_request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
                       uint64_t pos);
+
+/* Asks the hit filter whether a breakpoint (kind 0) or watch hit at pos
+ * stops the run: true to stop (no filter, filter > 0, or an error kept in
+ * u->hit_err for after_stop to return). */
+bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t addr, uint32_t len,
+                   uint32_t kind);
 
 /* vcpu_unicorn_watch.c */
 int uni_op_set_watchpoints(struct vcpu *cpu, const struct vcpu_watch *w,

@@ -1151,3 +1151,95 @@ Test(unicorn, iretq_to_user_mode)
     cr_assert_eq(e.icount, 9);
     cr_assert_eq(regs().rip, STUBS + 16 * 13, "rip %lx", regs().rip);
 }
+
+/* ---- hit filters (vmm.h set_hit_filter) ---------------------------------- */
+
+struct hits {
+    int n;
+    uint64_t icount[64];
+    uint64_t rcx[64];
+    uint32_t kind[64];
+    int stop_at; /* return 1 on this hit (index), -1 = never */
+    int fail_at; /* return -EIO on this hit, -1 = never */
+};
+
+static int hit_log(void *ctx, const struct vcpu_hit *h)
+{
+    struct hits *l = ctx;
+    int i = l->n++;
+    if (i < 64) {
+        l->icount[i] = h->icount;
+        l->rcx[i] = regs().rcx;
+        l->kind[i] = h->kind;
+        cr_assert_eq(vcpu_icount(cpu), h->icount, "icount inside the filter");
+    }
+    if (i == l->fail_at)
+        return -EIO;
+    return i == l->stop_at;
+}
+
+Test(unicorn, hit_filter_logs_breakpoints_without_stopping)
+{
+    load(s_loop, s_loop_end);
+    uint64_t bp = CODE + 10; /* dec ecx: positions 3, 6, 9, ... */
+    struct hits h = {.stop_at = -1, .fail_at = -1};
+    cr_assert_eq(vcpu_set_breakpoints(cpu, &bp, 1), 0);
+    cr_assert_eq(vcpu_set_hit_filter(cpu, hit_log, &h), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "never stopped at the breakpoint");
+    cr_assert_eq(e.icount, 3003);
+    cr_assert_eq(h.n, 1000);
+    for (int i = 0; i < 64; i++) {
+        cr_assert_eq(h.icount[i], 3 + 3 * (uint64_t)i);
+        cr_assert_eq(h.rcx[i], 1000 - (uint64_t)i, "state before the insn");
+        cr_assert_eq(h.kind[i], 0);
+    }
+    /* the filter decides to stop at hit 5: stopped before that insn */
+    load(s_loop, s_loop_end);
+    h = (struct hits){.stop_at = 5, .fail_at = -1};
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT);
+    cr_assert_eq(e.icount, 18);
+    cr_assert_eq(regs().rip, bp);
+    cr_assert_eq(regs().rcx, 995);
+    /* an error stops there too and is what vcpu_run returns */
+    h.fail_at = 7;
+    struct vcpu_run_opts o = {0};
+    int rc = vcpu_run(cpu, &o, &e);
+    cr_assert_eq(rc, -EIO, "%s", vmm_strerror(rc));
+    cr_assert_eq(vcpu_icount(cpu), 24);
+    cr_assert_eq(regs().rcx, 993);
+    cr_assert_eq(vcpu_set_hit_filter(cpu, NULL, NULL), 0);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT, "no filter: every hit stops");
+    cr_assert_eq(e.icount, 27);
+}
+
+Test(unicorn, hit_filter_sees_watch_hits)
+{
+    load(s_watch, s_watch_end);
+    put64(0x6000, 0x1111);
+    struct vcpu_watch w = {0x6000, 4, VCPU_WATCH_WRITE};
+    struct hits h = {.stop_at = -1, .fail_at = -1};
+    cr_assert_eq(vcpu_set_watchpoints(cpu, &w, 1), 0);
+    cr_assert_eq(vcpu_set_hit_filter(cpu, hit_log, &h), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 3 + 5 * 7 + 1);
+    cr_assert_eq(h.n, 5, "one store per iteration");
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(h.icount[i], 4 + 7 * (uint64_t)i);
+        cr_assert_eq(h.kind[i], VCPU_WATCH_WRITE);
+    }
+    cr_assert_eq(get64(0x6000), 5, "every store was done");
+    /* stop at the third: the state before that store */
+    load(s_watch, s_watch_end);
+    put64(0x6000, 0x1111);
+    h = (struct hits){.stop_at = 2, .fail_at = -1};
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_WATCH);
+    cr_assert_eq(e.icount, 4 + 14);
+    cr_assert_eq(get64(0x6000), 2);
+    cr_assert_eq(vcpu_set_hit_filter(cpu, NULL, NULL), 0);
+    cr_assert_eq(vcpu_set_watchpoints(cpu, NULL, 0), 0);
+}
