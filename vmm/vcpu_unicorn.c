@@ -660,6 +660,8 @@ static void uni_fini(struct vcpu *cpu)
     if (u->uc)
         uc_close(u->uc);
     ublk_cache_fini(&u->blocks);
+    if (u->dirty_own)
+        free(u->dirty);
     free(u->sites);
     free(u);
     cpu->priv = NULL;
@@ -714,7 +716,8 @@ static int uni_init(struct vcpu *cpu)
     if ((rc = ublk_cache_init(&u->blocks)) || (rc = add_hooks(u)))
         goto fail;
     cpu->caps = VCPU_CAP_ICOUNT | VCPU_CAP_STEP | VCPU_CAP_STEP_CPL3 |
-                VCPU_CAP_BREAK | VCPU_CAP_WATCH | VCPU_CAP_KICK;
+                VCPU_CAP_BREAK | VCPU_CAP_WATCH | VCPU_CAP_KICK |
+                VCPU_CAP_DIRTY_LOG;
     return 0;
 fail:
     uni_fini(cpu);
@@ -1121,6 +1124,42 @@ static int uni_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
     return 0;
 }
 
+static bool on_dirty_write(uc_engine *uc, uc_mem_type type, uint64_t addr,
+                           int size, int64_t value, void *ud)
+{
+    (void)uc, (void)type, (void)value;
+    uni_mark_dirty(ud, addr, (uint64_t)size);
+    return true;
+}
+
+/* The dirty log costs a hook on every store, so it starts at the first
+ * call, which reports every page (nothing was tracked before).  Writes
+ * the backend makes itself (interrupt frames, accessed bits) are marked
+ * by uni_mark_dirty. */
+static int uni_dirty_log(struct vcpu *cpu, uint64_t *bitmap)
+{
+    struct uni *u = uni_of(cpu);
+    uint64_t pages = cpu->ram_size / 4096;
+    size_t words = (pages + 63) / 64;
+    if (!u->dirty_own) {
+        u->dirty = calloc(words, sizeof *u->dirty);
+        if (!u->dirty)
+            return -ENOMEM;
+        u->dirty_own = true;
+        if (uc_hook_add(u->uc, &u->h_dirty, UC_HOOK_MEM_WRITE,
+                        (void *)on_dirty_write, u, 0, cpu->ram_size - 1) ||
+            uc_ctl_flush_tlb(u->uc))
+            return VMM_E_UNICORN;
+        memset(bitmap, 0xff, words * sizeof *bitmap);
+        if (pages % 64)
+            bitmap[words - 1] = (1ull << (pages % 64)) - 1;
+        return 0;
+    }
+    memcpy(bitmap, u->dirty, words * sizeof *bitmap);
+    memset(u->dirty, 0, words * sizeof *u->dirty);
+    return 0;
+}
+
 static int uni_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx)
 {
     struct uni *u = uni_of(cpu);
@@ -1179,4 +1218,5 @@ const struct vcpu_ops vcpu_unicorn_ops = {
     .set_icount = uni_set_icount,
     .kick = uni_kick,
     .set_hit_filter = uni_set_hit_filter,
+    .dirty_log = uni_dirty_log,
 };

@@ -218,7 +218,10 @@ struct uni {
     unsigned mmio_len;
 
     volatile int kicked;
-    uint64_t *dirty;      /* KVM fallback: pages written (bit per page) */
+    uint64_t *dirty;      /* pages written (bit per page): the KVM
+                             fallback's, or our own dirty log's */
+    bool dirty_own;       /* dirty is the dirty log's (vcpu_dirty_log) */
+    uc_hook h_dirty;
 
     /* Watchpoints.  While any is armed, a code hook on every instruction
      * keeps RIP/EFLAGS exact at memory hooks and stops right after the

@@ -1243,3 +1243,37 @@ Test(unicorn, hit_filter_sees_watch_hits)
     cr_assert_eq(vcpu_set_hit_filter(cpu, NULL, NULL), 0);
     cr_assert_eq(vcpu_set_watchpoints(cpu, NULL, 0), 0);
 }
+
+/* ---- dirty log ----------------------------------------------------------- */
+
+static bool bit(const uint64_t *b, uint64_t page)
+{
+    return b[page / 64] >> (page % 64) & 1;
+}
+
+Test(unicorn, dirty_log_has_every_written_page)
+{
+    size_t words = (RAM_SIZE / 4096 + 63) / 64;
+    uint64_t *b = calloc(words, 8);
+    load(s_watch, s_watch_end);
+    cr_assert_eq(vcpu_dirty_log(cpu, b), 0);
+    for (uint64_t p = 0; p < RAM_SIZE / 4096; p++)
+        cr_assert(bit(b, p), "first call: every page (nothing tracked yet)");
+    struct vcpu_exit e = run_n(10); /* the first store and push */
+    cr_assert_eq(e.reason, VCPU_EXIT_LIMIT);
+    cr_assert_eq(vcpu_dirty_log(cpu, b), 0);
+    int n = 0;
+    for (uint64_t p = 0; p < RAM_SIZE / 4096; p++)
+        n += bit(b, p);
+    cr_assert(bit(b, 0x6000 / 4096), "the store to 0x6000");
+    cr_assert(bit(b, (USTACK - 8) / 4096), "the push");
+    cr_assert_eq(n, 2, "nothing else was written (%d pages)", n);
+    /* an interrupt frame written by the backend itself counts too */
+    cr_assert_eq(vcpu_inject_irq(cpu, 0x20), 0);
+    cr_assert_eq(vcpu_dirty_log(cpu, b), 0);
+    cr_assert(bit(b, (regs().rsp) / 4096), "the interrupt frame");
+    cr_assert_eq(vcpu_dirty_log(cpu, b), 0);
+    for (size_t i = 0; i < words; i++)
+        cr_assert_eq(b[i], 0, "cleared by the previous call");
+    free(b);
+}
