@@ -50,6 +50,10 @@ struct replay_opts {
     replay_progress_fn progress;
     void *progress_ctx;
     const uint8_t *key;        /* for encrypted traces */
+    bool follow;               /* replay_index: the trace is still being
+                                  recorded (by another process): index it
+                                  as it is committed, write the index once
+                                  it is complete (or its recorder died) */
 };
 
 /* Opens a trace for replay, indexing it first when the index is missing
