@@ -1124,6 +1124,18 @@ static int uni_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
     return 0;
 }
 
+static void drop_tb(void *ctx, const struct ublk *b)
+{
+    struct uni *u = ctx;
+    uc_ctl_remove_cache(u->uc, b->addr, b->addr + b->size);
+}
+
+int uni_retranslate_all(struct uni *u)
+{
+    ublk_foreach(&u->blocks, drop_tb, u);
+    return 0;
+}
+
 static bool on_dirty_write(uc_engine *uc, uc_mem_type type, uint64_t addr,
                            int size, int64_t value, void *ud)
 {
@@ -1148,7 +1160,7 @@ static int uni_dirty_log(struct vcpu *cpu, uint64_t *bitmap)
         u->dirty_own = true;
         if (uc_hook_add(u->uc, &u->h_dirty, UC_HOOK_MEM_WRITE,
                         (void *)on_dirty_write, u, 0, cpu->ram_size - 1) ||
-            uc_ctl_flush_tlb(u->uc))
+            uni_retranslate_all(u))
             return VMM_E_UNICORN;
         memset(bitmap, 0xff, words * sizeof *bitmap);
         if (pages % 64)

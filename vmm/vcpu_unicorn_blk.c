@@ -213,6 +213,14 @@ void ublk_drop(struct ublk_cache *c, uint64_t gpa, uint64_t len)
     }
 }
 
+void ublk_foreach(struct ublk_cache *c,
+                  void (*fn)(void *ctx, const struct ublk *b), void *ctx)
+{
+    for (unsigned i = 0; i < UBLK_HASH; i++)
+        for (const struct ublk *b = c->tab[i]; b; b = b->next)
+            fn(ctx, b);
+}
+
 int ublk_index(const struct ublk *b, uint64_t addr)
 {
     if (addr < b->addr || addr > b->addr + b->size)

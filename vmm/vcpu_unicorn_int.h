@@ -76,6 +76,9 @@ struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
                       enum umode mode, bool *changed, const char **why);
 /* Drops cached blocks overlapping [gpa, gpa+len). */
 void ublk_drop(struct ublk_cache *c, uint64_t gpa, uint64_t len);
+/* Calls fn for every cached block (every block that ever ran). */
+void ublk_foreach(struct ublk_cache *c,
+                  void (*fn)(void *ctx, const struct ublk *b), void *ctx);
 /* Index of the instruction starting at addr in b, ninsn for its end, -1
  * when addr is not an instruction boundary of b. */
 int ublk_index(const struct ublk *b, uint64_t addr);
@@ -264,6 +267,12 @@ void uni_request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
  * u->hit_err for after_stop to return). */
 bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t addr, uint32_t len,
                    uint32_t kind);
+
+/* Makes every translation block that ran be translated again (so new
+ * memory hooks reach them): per block, never Unicorn 2.0.1's TB flush,
+ * which memsets its whole 1 GiB code buffer (faulting it all in the
+ * first time: seconds, and 1 GiB resident). */
+int uni_retranslate_all(struct uni *u);
 
 /* vcpu_unicorn_watch.c */
 int uni_op_set_watchpoints(struct vcpu *cpu, const struct vcpu_watch *w,

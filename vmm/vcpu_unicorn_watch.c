@@ -148,7 +148,7 @@ static int watch_mode(struct uni *u, bool on)
     }
     u->watch_mode = on;
     /* translations made before must gain (or lose) the hook calls */
-    return uc_ctl_flush_tlb(u->uc) ? VMM_E_UNICORN : 0;
+    return uni_retranslate_all(u);
 }
 
 int uni_op_set_watchpoints(struct vcpu *cpu, const struct vcpu_watch *w,
