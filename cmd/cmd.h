@@ -105,5 +105,8 @@ int cmd_record(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+/* ttvm's exit status for a replayer error (cmd_index.c). */
+int cmd_exit_for_replay(int rc);
 
 #endif /* TTVM_CMD_H */

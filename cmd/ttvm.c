@@ -20,6 +20,8 @@ static const struct cmd commands[] = {
       cmd_events },
     { "replay", "re-execute a trace (--verify: check it on KVM)",
       cmd_replay },
+    { "index", "find every event's instruction count (replay index)",
+      cmd_index },
     { "doctor", "show what this host's KVM can do", cmd_doctor },
 };
 

@@ -16,8 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replayer/replayer.h"
-#include "storage/store.h"
+#include "replayer/replayer_int.h"
 
 #define EVBUF 1024
 #define COM1 0x3f8
@@ -38,22 +37,10 @@ struct verify {
     bool dlab;
 };
 
-static const char *const reg_names[STORE_NREGS] = {
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
-    "r9",  "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
-};
-
-static const char *const kind_names[STORE_EV_KIND_MAX] = {
-    [STORE_EV_PIO_IN] = "port read",   [STORE_EV_PIO_OUT] = "port write",
-    [STORE_EV_MMIO_READ] = "MMIO read", [STORE_EV_MMIO_WRITE] = "MMIO write",
-    [STORE_EV_IRQ] = "interrupt",      [STORE_EV_HLT] = "hlt",
-    [STORE_EV_KICK] = "kick",          [STORE_EV_WINDOW] = "irq window",
-    [STORE_EV_EMU] = "emulated insn",  [STORE_EV_EXIT] = "exit",
-};
-
+/* Register and event names are the replayer's (replayer_int.h). */
 static const char *kind_name(unsigned k)
 {
-    return k < STORE_EV_KIND_MAX && kind_names[k] ? kind_names[k] : "?";
+    return rp_kind_name(k);
 }
 
 static int diverge(struct verify *v, const char *fmt, ...)
@@ -105,17 +92,9 @@ static int check_regs(struct verify *v, const struct store_event *ev)
     int rc = vcpu_get_regs(v->cpu, &now);
     if (rc)
         return rc;
-    const uint64_t *a = (const uint64_t *)&now;
-    char diff[1024];
-    size_t len = 0;
-    for (int i = 0; i < STORE_NREGS; i++)
-        if (a[i] != ev->regs[i] && len < sizeof diff - 64)
-            len += (size_t)snprintf(diff + len, sizeof diff - len,
-                                    "\n  %-6s expected %#018llx, replay %#018llx",
-                                    reg_names[i],
-                                    (unsigned long long)ev->regs[i],
-                                    (unsigned long long)a[i]);
-    if (!len)
+    char diff[1024] = "";
+    if (!rp_regs_diff(ev->regs, (const uint64_t *)&now, false, diff,
+                      sizeof diff))
         return 0;
     return diverge(v, "event %llu (%s, rip %#llx): registers differ:%s",
                    (unsigned long long)v->next, kind_name(ev->kind),

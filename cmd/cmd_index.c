@@ -1,0 +1,135 @@
+/*
+ * cmd_index.c — `ttvm index TRACE`: re-execute a recording under Unicorn,
+ * store the instruction position of every event and snapshot, and check
+ * the recording on the way (replay_index).  `--follow` indexes a trace
+ * that another process is still recording (what `ttvm record --index`
+ * starts).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cmd.h"
+#include "replayer/replayer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ttvm index TRACE [--follow] [--key-file FILE] "
+            "[--quiet]\n\n"
+            "Re-executes the recording under Unicorn from its first "
+            "snapshot, stores the\n"
+            "instruction count (icount) of every event and snapshot in the "
+            "trace, and\n"
+            "checks every event's registers and every snapshot's state "
+            "against the\n"
+            "replay.  Other commands index a trace on first use; this does "
+            "it ahead.\n\n"
+            "  --follow          the trace is still being recorded: index it "
+            "as it is\n"
+            "                    committed and write the index when it is "
+            "complete\n"
+            "  --key-file FILE   key of an encrypted trace\n"
+            "  --quiet           no progress bar\n\n"
+            "exit status: 0 indexed, %d the replay diverged from the "
+            "recording (the\n"
+            "first difference is printed), %d trace unreadable, %d other "
+            "failure.\n"
+            "Environment: TTVM_ISNAP_INTERVAL = instructions between index "
+            "snapshots\n"
+            "(default 33554432).\n",
+            TTVM_EXIT_DIVERGED, TTVM_EXIT_TRACE, TTVM_EXIT_ERROR);
+}
+
+struct bar {
+    bool tty;
+    struct timespec t0;
+};
+
+static int progress(void *ctx, const char *what, uint64_t done,
+                    uint64_t total)
+{
+    struct bar *b = ctx;
+    if (!b->tty)
+        return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double el = (double)(now.tv_sec - b->t0.tv_sec) +
+                (double)(now.tv_nsec - b->t0.tv_nsec) * 1e-9;
+    double f = total ? (double)done / (double)total : 0;
+    int w = (int)(f * 30);
+    fprintf(stderr, "\r%s [%.*s%*s] %3.0f%%  %.1f s", what, w,
+            "##############################", 30 - w, "", 100 * f, el);
+    return 0;
+}
+
+int cmd_exit_for_replay(int rc)
+{
+    if (rc == REPLAY_E_DIVERGED)
+        return TTVM_EXIT_DIVERGED;
+    if (rc <= -5100 && rc > -5200)
+        return TTVM_EXIT_TRACE;
+    return TTVM_EXIT_ERROR;
+}
+
+int cmd_index(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "follow", no_argument, NULL, 'f' },
+        { "key-file", required_argument, NULL, 'k' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct replay_opts o = {0};
+    struct bar bar = {.tty = isatty(STDERR_FILENO)};
+    uint8_t key[STORE_KEY_BYTES];
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': o.follow = true; break;
+        case 'q': bar.tty = false; break;
+        case 'k':
+            if (cmd_read_key(optarg, key))
+                return TTVM_EXIT_USAGE;
+            o.key = key;
+            break;
+        case 'h': usage(stdout); return TTVM_EXIT_OK;
+        default:
+            return cmd_usage_error("index", "unknown or incomplete option",
+                                   argv[optind - 1] ? argv[optind - 1] : "");
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return TTVM_EXIT_USAGE;
+    }
+    const char *trace = argv[optind];
+    clock_gettime(CLOCK_MONOTONIC, &bar.t0);
+    o.progress = progress;
+    o.progress_ctx = &bar;
+    int rc = replay_index(trace, &o);
+    if (bar.tty)
+        fprintf(stderr, "\r\033[K");
+    if (rc == REPLAY_E_DIVERGED) {
+        fprintf(stderr, "ttvm index: %s: divergence: %s\n", trace,
+                replay_error_detail(NULL));
+        return TTVM_EXIT_DIVERGED;
+    }
+    if (rc) {
+        fprintf(stderr, "ttvm index: %s: %s: %s\n", trace,
+                replay_strerror(rc), replay_error_detail(NULL));
+        return cmd_exit_for_replay(rc);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double el = (double)(now.tv_sec - bar.t0.tv_sec) +
+                (double)(now.tv_nsec - bar.t0.tv_nsec) * 1e-9;
+    fprintf(stderr, "ttvm index: %s indexed in %.2f s\n", trace, el);
+    return TTVM_EXIT_OK;
+}
