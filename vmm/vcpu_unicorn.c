@@ -195,21 +195,25 @@ static int arm_stop(struct uni *u, uint64_t x)
     return 0;
 }
 
-bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t addr, uint32_t len,
-                   uint32_t kind)
+bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t rip, uint64_t addr,
+                   uint32_t len, uint32_t kind)
 {
     if (!u->hit_fn)
         return true;
     struct vcpu_hit h = {.icount = pos, .addr = addr, .len = len,
                          .kind = kind};
-    /* vcpu_icount() inside the filter answers pos, as in io callbacks */
+    /* Inside the filter vcpu_icount() and RIP are the instruction's, as
+     * in io callbacks (a code hook does not always sync RIP: not at the
+     * first instruction after an iretq, for one). */
     bool was_in_io = u->in_io;
-    uint64_t was_pos = u->io_pos;
+    uint64_t was_pos = u->io_pos, was_rip = u->io_rip;
     u->in_io = true;
     u->io_pos = pos;
+    u->io_rip = rip;
     int rc = u->hit_fn(u->hit_ctx, &h);
     u->in_io = was_in_io;
     u->io_pos = was_pos;
+    u->io_rip = was_rip;
     if (rc < 0 && !u->hit_err)
         u->hit_err = rc;
     return rc != 0;
@@ -427,7 +431,7 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
                          u->last_insn == addr;
         if (u->skip_bp_on && pos == u->skip_pos) {
             u->skip_bp_on = false;
-        } else if (!rep_again && uni_hit_stops(u, pos, addr, 0, 0)) {
+        } else if (!rep_again && uni_hit_stops(u, pos, addr, addr, 0, 0)) {
             stop_in_block(u, idx, UWHY_BREAK);
             return;
         }

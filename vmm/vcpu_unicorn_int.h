@@ -265,8 +265,8 @@ void uni_request_stop(struct uni *u, enum ustop_kind k, enum ustop_why w,
 /* Asks the hit filter whether a breakpoint (kind 0) or watch hit at pos
  * stops the run: true to stop (no filter, filter > 0, or an error kept in
  * u->hit_err for after_stop to return). */
-bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t addr, uint32_t len,
-                   uint32_t kind);
+bool uni_hit_stops(struct uni *u, uint64_t pos, uint64_t rip, uint64_t addr,
+                   uint32_t len, uint32_t kind);
 
 /* Makes every translation block that ran be translated again (so new
  * memory hooks reach them): per block, never Unicorn 2.0.1's TB flush,

@@ -58,7 +58,7 @@ static void watch_check(struct uni *u, unsigned kind, uint64_t addr,
     uint64_t pos = u->pos_base + (uint64_t)idx;
     if (u->skip_watch_on && pos == u->skip_watch_pos)
         return;
-    if (!uni_hit_stops(u, pos, addr, size, kind))
+    if (!uni_hit_stops(u, pos, rip, addr, size, kind))
         return;
     /* Registers are still those before the instruction (QEMU writes them
      * after its memory accesses, which is what makes faults precise). */

@@ -1169,7 +1169,9 @@ static int hit_log(void *ctx, const struct vcpu_hit *h)
     int i = l->n++;
     if (i < 64) {
         l->icount[i] = h->icount;
-        l->rcx[i] = regs().rcx;
+        struct vmm_regs r = regs();
+        l->rcx[i] = r.rcx;
+        cr_assert_eq(r.rip, h->kind ? r.rip : h->addr, "rip inside the filter");
         l->kind[i] = h->kind;
         cr_assert_eq(vcpu_icount(cpu), h->icount, "icount inside the filter");
     }
@@ -1277,4 +1279,25 @@ Test(unicorn, dirty_log_has_every_written_page)
     for (size_t i = 0; i < words; i++)
         cr_assert_eq(b[i], 0, "cleared by the previous call");
     free(b);
+}
+
+/* user: int 0x80 to a handler that returns with iretq, then two nops */
+SNIP(s_int_ret, "mov eax, 7\n int 0x80\n nop\n nop\n hlt");
+SNIP(s_iret, "add eax, 1\n iretq");
+
+Test(unicorn, hit_filter_sees_rip_after_iretq)
+{
+    user_mode();
+    memcpy(ram + STUBS + 16 * 0x80, s_iret, snip_len(s_iret, s_iret_end));
+    set_gate(0x80, STUBS + 16 * 0x80, 3, 14, 0);
+    load(s_int_ret, s_int_ret_end);
+    uint64_t bp = CODE + 5 + 2; /* the first nop, right after the iretq */
+    struct hits h = {.stop_at = -1, .fail_at = -1};
+    cr_assert_eq(vcpu_set_breakpoints(cpu, &bp, 1), 0);
+    cr_assert_eq(vcpu_set_hit_filter(cpu, hit_log, &h), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(h.n, 1);
+    cr_assert_eq(h.icount[0], 4, "mov, int, add, iretq");
+    cr_assert_eq(regs().rax, 8);
 }
