@@ -225,6 +225,19 @@ static bool tss_read(struct uni *u, const struct vmm_sregs *s, unsigned off,
 }
 
 /* One delivery attempt in long mode; false with *f on a nested fault. */
+/* RFLAGS as pushed: for fault-class exceptions the image has RF set, so
+ * that the iret back to the faulting instruction does not trip an
+ * instruction breakpoint again (SDM vol. 3, 17.3.1.1); KVM does it, and
+ * the frame is guest memory a replay must reproduce. */
+static uint64_t pushed_rflags(uint64_t rflags, unsigned v, bool soft)
+{
+    static const uint32_t faults = 1u << 0 | 1u << 5 | 1u << 6 | 1u << 7 |
+                                   1u << 10 | 1u << 11 | 1u << 12 |
+                                   1u << 13 | 1u << 14 | 1u << 16 |
+                                   1u << 17 | 1u << 19 | 1u << 20;
+    return !soft && v < 32 && (faults >> v & 1) ? rflags | RF_RF : rflags;
+}
+
 static bool deliver64(struct uni *u, unsigned v, bool soft, bool has_err,
                       uint32_t err, uint32_t ext, struct fault *f)
 {
@@ -290,7 +303,8 @@ static bool deliver64(struct uni *u, unsigned v, bool soft, bool has_err,
             return false;
     }
     rsp &= ~0xfull;
-    uint64_t frame[6] = {s.ss.selector, r.rsp, r.rflags, s.cs.selector,
+    uint64_t frame[6] = {s.ss.selector, r.rsp,
+                         pushed_rflags(r.rflags, v, soft), s.cs.selector,
                          r.rip, err};
     int n = has_err ? 6 : 5;
     for (int i = 0; i < n; i++)
@@ -423,7 +437,7 @@ static bool deliver32(struct uni *u, unsigned v, bool soft, bool has_err,
             !push32(u, &ss, &esp, (uint32_t)r.rsp, f))
             return false;
     }
-    uint32_t frame[4] = {(uint32_t)r.rflags, s.cs.selector, (uint32_t)r.rip,
+    uint32_t frame[4] = {(uint32_t)pushed_rflags(r.rflags, v, soft), s.cs.selector, (uint32_t)r.rip,
                          err};
     for (int i = 0; i < (has_err ? 4 : 3); i++)
         if (!push32(u, &ss, &esp, frame[i], f))

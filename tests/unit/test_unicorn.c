@@ -461,6 +461,8 @@ Test(unicorn, page_fault_mid_block)
     cr_assert_eq(get64(sp), 0, "error code (not present, read, kernel)");
     cr_assert_eq(get64(sp + 8), CODE + 14, "faulting rip");
     cr_assert_eq(get64(sp + 16), SEL_KCODE);
+    cr_assert_eq(get64(sp + 24) & (1u << 16), 1u << 16,
+                 "a fault's saved RFLAGS has RF set (as KVM pushes it)");
     cr_assert_eq(get64(sp + 32), USTACK);
     cr_assert_eq(get64(sp + 40), SEL_KDATA);
     cr_assert_eq(g.regs.rflags & 0x200, 0, "interrupt gate clears IF");
@@ -607,6 +609,7 @@ Test(unicorn, user_int_switches_to_rsp0)
     cr_assert_eq(get64(sp), CODE + 5 + 2, "return rip after int");
     cr_assert_eq(get64(sp + 8), SEL_UCODE);
     cr_assert_eq(get64(sp + 16) & 0x200, 0x200, "saved IF");
+    cr_assert_eq(get64(sp + 16) & (1u << 16), 0, "no RF for INT n");
     cr_assert_eq(get64(sp + 24), USTACK);
     cr_assert_eq(get64(sp + 32), SEL_UDATA);
     cr_assert_eq(g.regs.rflags & 0x200, 0);
