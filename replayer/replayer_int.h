@@ -45,10 +45,11 @@
 extern const char *const rp_reg_names[STORE_NREGS];
 const char *rp_kind_name(unsigned kind);
 /* Appends "\n  reg expected X, replay Y" lines for differing registers to
- * buf; returns how many differ.  RFLAGS.AF is not compared (AF after
- * shifts is architecturally undefined and this host's KVM and QEMU set it
- * differently); mask_af = false compares it too. */
-int rp_regs_diff(const uint64_t *want, const uint64_t *got, bool mask_af,
+ * buf; returns how many differ.  With mask_flags, RFLAGS.AF and RF are not
+ * compared: AF after shifts is architecturally undefined (this host's KVM
+ * and QEMU set it differently), RF is set by KVM after some exits and not
+ * modelled by Unicorn (it only suppresses instruction breakpoints). */
+int rp_regs_diff(const uint64_t *want, const uint64_t *got, bool mask_flags,
                  char *buf, size_t cap);
 
 /* ---- what the trace says (trace.c) ------------------------------------ */
