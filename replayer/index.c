@@ -48,10 +48,6 @@
 
 #define ISNAP_EVERY_DEFAULT (32ull << 20)
 #define FOLLOW_POLL_NS (20 * 1000 * 1000)
-/* Flags not compared: AF (undefined after shifts, and this host's KVM
- * and QEMU disagree) and RF (resume flag: KVM sets it after some exits,
- * Unicorn does not model it; it only suppresses instruction breakpoints). */
-#define RFLAGS_IGNORED ((1ull << 4) | (1ull << 16))
 
 enum bp_mode { BP_NONE, BP_KICK, BP_IOSNAP, BP_EXIT };
 
@@ -107,7 +103,7 @@ static int diverge(struct replay *r, const char *fmt, ...)
 static bool regs_equal(const uint64_t *a, const uint64_t *b)
 {
     for (int i = 0; i < STORE_NREGS; i++) {
-        uint64_t m = i == 17 ? ~RFLAGS_IGNORED : ~0ull;
+        uint64_t m = i == 17 ? ~RP_RFLAGS_IGNORED : ~0ull;
         if ((a[i] & m) != (b[i] & m))
             return false;
     }
@@ -591,7 +587,7 @@ static bool rep_candidate(struct replay *r, const uint64_t *g)
     for (int i = 0; i < STORE_NREGS; i++) {
         if (i == 1 || i == 3 || i == 2 || i == 4 || i == 5)
             continue; /* rbx, rdx and flags of cmps/scas, rcx, rsi, rdi */
-        uint64_t m = i == 17 ? ~RFLAGS_IGNORED : ~0ull;
+        uint64_t m = i == 17 ? ~RP_RFLAGS_IGNORED : ~0ull;
         if ((g[i] & m) != (w[i] & m))
             return false;
     }

@@ -44,11 +44,18 @@
 
 extern const char *const rp_reg_names[STORE_NREGS];
 const char *rp_kind_name(unsigned kind);
+/* RFLAGS bits a replay need not reproduce: the six status flags (CF PF
+ * AF ZF SF OF), which many instructions leave architecturally undefined
+ * (all six after DIV, four after MUL, AF after shifts...) and which this
+ * host's KVM and QEMU then set differently, and RF, which KVM sets after
+ * some exits and Unicorn does not model (it only suppresses instruction
+ * breakpoints).  A guest that depends on an undefined flag diverges in
+ * its control flow or data, which the next event shows. */
+#define RP_RFLAGS_IGNORED 0x108d5ull
+
 /* Appends "\n  reg expected X, replay Y" lines for differing registers to
- * buf; returns how many differ.  With mask_flags, RFLAGS.AF and RF are not
- * compared: AF after shifts is architecturally undefined (this host's KVM
- * and QEMU set it differently), RF is set by KVM after some exits and not
- * modelled by Unicorn (it only suppresses instruction breakpoints). */
+ * buf; returns how many differ.  mask_flags leaves RP_RFLAGS_IGNORED out
+ * of the comparison. */
 int rp_regs_diff(const uint64_t *want, const uint64_t *got, bool mask_flags,
                  char *buf, size_t cap);
 

@@ -13,10 +13,6 @@
 
 #include "replayer/replayer_int.h"
 
-/* AF: undefined after shifts (this host's KVM and QEMU disagree); RF:
- * the resume flag, set by KVM after some exits and not modelled by
- * Unicorn, only suppresses instruction breakpoints. */
-#define RFLAGS_IGNORED ((1ull << 4) | (1ull << 16))
 
 /* ---- divergence wording ------------------------------------------------ */
 
@@ -44,7 +40,7 @@ int rp_regs_diff(const uint64_t *want, const uint64_t *got, bool mask_flags,
     size_t len = strnlen(buf, cap);
     int n = 0;
     for (int i = 0; i < STORE_NREGS; i++) {
-        uint64_t m = (i == 17 && mask_flags) ? ~RFLAGS_IGNORED : ~0ull;
+        uint64_t m = (i == 17 && mask_flags) ? ~RP_RFLAGS_IGNORED : ~0ull;
         if ((want[i] & m) == (got[i] & m))
             continue;
         n++;
