@@ -1,0 +1,75 @@
+#!/bin/bash
+# replayer: travel against ground truth (tests/tools/replay_check.c).
+#  - random positions: go to N, step back from N+1, a fresh replay: same
+#    state (compute, timer, exceptions, bugparse);
+#  - KVM single-steps from the recorded snapshot equal the replay at N,
+#    wherever that code runs at CPL0: all of `compute ring=0`, and the boot
+#    code of timer, bugparse and exceptions (both boot paths for one);
+#  - reverse continue to a breakpoint lands on the hit a forward scan saw
+#    (timer's tick handler; a hot breakpoint in its ring-3 spin loop);
+#  - a reverse write watchpoint stops at the last writer found by stepping
+#    (timer's tick counter, bugparse's overflowed table_len).
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+CHECK=$BUILD/tests/tools/replay_check
+G=$BUILD/guests
+if [ ! -e /dev/kvm ]; then
+    echo "skip: /dev/kvm does not exist on this machine (recording needs it)"
+    exit 77
+fi
+[ -e "$G/timer.elf" ] || { echo "skip: no sample guests in $G"; exit 77; }
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+rec() { # NAME IMAGE CMDLINE [INPUT]
+    "$TTVM" record "$2" -o "$TMP/$1" --cmdline "$3" --input "${4:-/dev/null}" \
+        --max-irq-latency 0.2 --timeout 60 </dev/null >/dev/null 2>"$TMP/err"
+    local st=$?
+    [ $((st % 2)) -eq 1 ] || { fail "record $1: $st $(tail -n 2 "$TMP/err")"; return 1; }
+    "$TTVM" index "$TMP/$1" --quiet || { fail "index $1"; return 1; }
+}
+sym() { nm "$1" | awk -v s="$2" '$3 == s { print "0x" $1 }'; }
+check() { # what...
+    local out
+    out=$("$CHECK" "$@" 2>&1)
+    local st=$?
+    if [ $st -eq 77 ]; then echo "  ($*: $out)"; return; fi
+    [ $st -eq 0 ] || { fail "$*: $out"; return; }
+    echo "  $2: $out"
+}
+
+rec compute "$G/compute.elf" "iters=2000000"
+rec compute0 "$G/compute.elf" "ring=0 iters=20000"
+rec timer "$G/timer.elf" "hz=1000 ticks=3 sse=20000"
+rec timer.mb "$G/timer.mb" "hz=1000 ticks=2 sse=20000"
+rec exceptions "$G/exceptions.elf" ""
+rec bugparse "$G/bugparse.elf" "" guests/inputs/bugparse-bad.txt
+
+for t in compute timer exceptions bugparse; do
+    check random "$TMP/$t" 8 11
+done
+check kvm "$TMP/compute0" 25 5
+check kvm "$TMP/timer" 20 6 6000
+check kvm "$TMP/timer.mb" 20 7 8000
+check kvm "$TMP/bugparse" 15 8 6000
+check kvm "$TMP/exceptions" 15 9 6000
+
+T=$G/timer.elf
+tick=$(sym "$T" timer_tick)
+# the spin loop's backward branch: hit every few instructions
+spin=$(objdump -d "$T" --start-address="$(sym "$T" timer_ring3_task)" \
+       --stop-address=$(( $(sym "$T" timer_ring3_task) + 0x80 )) |
+       awk '$0 ~ /\tjb / { sub(":", "", $1); print "0x" $1; exit }')
+[ -n "$tick" ] && [ -n "$spin" ] || fail "timer symbols not found"
+check rbreak "$TMP/timer" "$tick" 64 6 1
+check rbreak "$TMP/timer" "$spin" 40 6 2
+check rbreak "$TMP/bugparse" "$(sym "$G/bugparse.elf" parse_key)" 64 4 3
+check rwatch "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 4 1
+check rwatch "$TMP/bugparse" "$(sym "$G/bugparse.elf" table_len)" 4 4 2
+
+[ $fails -eq 0 ] && echo "all good"
+[ $fails -eq 0 ]

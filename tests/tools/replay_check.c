@@ -1,0 +1,609 @@
+/*
+ * replay_check.c — the replayer against ground truth, for the integration
+ * tests (tests/integration/replay_*.sh).  Each subcommand prints what it
+ * checked and exits 0, 1 on a mismatch (with the first one printed), 77
+ * when it cannot run here (no KVM single-step at CPL0).
+ *
+ *   replay_check events TRACE
+ *       The state at every event's position equals the registers recorded
+ *       with it; where an interrupt is delivered at that position, the
+ *       interrupt frame on the stack holds the recorded RIP, RFLAGS, RSP.
+ *   replay_check random TRACE COUNT SEED
+ *       For COUNT random positions N: go to N from wherever the last one
+ *       left, step back from N + 1, and go to N in a fresh replay: the
+ *       same registers and RAM each time.
+ *   replay_check kvm TRACE COUNT SEED [MAX]
+ *       For COUNT random positions N (below MAX) whose code, from the latest
+ *       snapshot
+ *       before N, runs at CPL0 without interrupts: the state after as
+ *       many single-steps of the KVM backend from that recorded snapshot
+ *       (I/O served from the log, a rep counting its iterations) equals
+ *       the replay at N (registers, RAM).
+ *   replay_check rbreak TRACE ADDR [MAX [COUNT SEED]]
+ *       Continues forward from 0 with a breakpoint at ADDR recording every
+ *       hit (up to MAX), then reverse-continues from after the last: each
+ *       stop is the previous hit, down to BEGIN.  Then from COUNT random
+ *       positions P: reverse continue stops at a hit h < P, and continuing
+ *       forward from h finds no hit before P.
+ *   replay_check rwatch TRACE ADDR LEN COUNT SEED
+ *       From COUNT random positions P (in a long trace: shortly after an
+ *       interrupt), reverse-continue with a write watchpoint on [ADDR,
+ *       ADDR+LEN): it stops at the last instruction before P that changed
+ *       those bytes, found by stepping forward one instruction at a time
+ *       (brute force, up to 2^18 instructions back).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replayer/replayer_int.h"
+#include "storage/store.h"
+
+#define IGN RP_RFLAGS_IGNORED
+
+static int fails;
+
+#define FAIL(...)                                                            \
+    do {                                                                     \
+        printf("MISMATCH: " __VA_ARGS__);                                    \
+        printf("\n");                                                        \
+        fails++;                                                             \
+    } while (0)
+
+static struct replay *open_replay(const char *trace)
+{
+    struct replay *r;
+    int rc = replay_open(trace, NULL, &r);
+    if (rc) {
+        fprintf(stderr, "replay_check: %s: %s: %s\n", trace,
+                replay_strerror(rc), replay_error_detail(NULL));
+        exit(2);
+    }
+    return r;
+}
+
+static void must(struct replay *r, int rc, const char *what)
+{
+    if (rc) {
+        fprintf(stderr, "replay_check: %s: %s: %s\n", what,
+                replay_strerror(rc), replay_error_detail(r));
+        exit(2);
+    }
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+struct snapst {
+    struct vmm_regs regs;
+    uint64_t ramhash;
+};
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < n / 8; i++)
+        h = (h ^ w[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static struct snapst state_of(struct replay *r)
+{
+    struct snapst s;
+    struct vmm_cpu_state c;
+    must(r, replay_get_state(r, &c), "get_state");
+    s.regs = c.regs;
+    s.regs.rflags &= ~IGN;
+    s.ramhash = hash_bytes(r->ram, r->ram_size);
+    return s;
+}
+
+static bool same(const struct snapst *a, const struct snapst *b)
+{
+    return !memcmp(&a->regs, &b->regs, sizeof a->regs) &&
+           a->ramhash == b->ramhash;
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+static int check_events(const char *trace)
+{
+    struct replay *r = open_replay(trace);
+    uint64_t n = replay_event_count(r), checked = 0, frames = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int err;
+        const struct store_event *e = rp_event(r, i, &err);
+        if (!e)
+            must(r, err, "reading events");
+        struct store_event ev = *e;
+        if (ev.kind == STORE_EV_IRQ || ev.kind == STORE_EV_EXIT ||
+            ev.kind == STORE_EV_EMU)
+            continue;
+        must(r, replay_goto(r, r->ev_icount[i]), "goto");
+        struct vmm_cpu_state c;
+        must(r, replay_get_state(r, &c), "get_state");
+        const uint64_t *g = (const uint64_t *)&c.regs;
+        /* an interrupt delivered at this position: check its frame */
+        bool irq = i + 1 < n && r->ev_kind[i + 1] == STORE_EV_IRQ &&
+                   r->ev_icount[i + 1] == r->ev_icount[i] &&
+                   !rp_kind_is_io(ev.kind);
+        if (irq) {
+            uint64_t f[4];
+            size_t done;
+            must(r, replay_read_mem(r, c.regs.rsp, f, sizeof f, &done),
+                 "reading the interrupt frame");
+            if (f[0] != ev.regs[16] || ((f[2] ^ ev.regs[17]) & ~IGN) ||
+                f[3] != ev.regs[6])
+                FAIL("event %llu (%s) at %llu: frame rip %#llx rflags %#llx "
+                     "rsp %#llx, recorded %#llx %#llx %#llx",
+                     (unsigned long long)i, rp_kind_name(ev.kind),
+                     (unsigned long long)r->ev_icount[i],
+                     (unsigned long long)f[0], (unsigned long long)f[2],
+                     (unsigned long long)f[3],
+                     (unsigned long long)ev.regs[16],
+                     (unsigned long long)ev.regs[17],
+                     (unsigned long long)ev.regs[6]);
+            frames++;
+        } else {
+            char diff[1200] = "";
+            if (rp_regs_diff(ev.regs, g, true, diff, sizeof diff))
+                FAIL("event %llu (%s) at %llu:%s", (unsigned long long)i,
+                     rp_kind_name(ev.kind),
+                     (unsigned long long)r->ev_icount[i], diff);
+        }
+        checked++;
+        if (fails > 5)
+            break;
+    }
+    printf("events: %llu states checked (%llu through an interrupt frame)\n",
+           (unsigned long long)checked, (unsigned long long)frames);
+    replay_close(r);
+    return fails ? 1 : 0;
+}
+
+/* ---- random positions ----------------------------------------------- */
+
+static int check_random(const char *trace, int count, uint64_t seed)
+{
+    struct replay *r = open_replay(trace);
+    uint64_t end = replay_end(r);
+    for (int i = 0; i < count && !fails; i++) {
+        uint64_t n = end > 1 ? rnd(&seed) % (end - 1) : 0;
+        must(r, replay_goto(r, n), "goto");
+        struct snapst a = state_of(r);
+        struct replay_stop st;
+        must(r, replay_goto(r, n + 1), "goto");
+        must(r, replay_step(r, -1, false, &st), "step back");
+        struct snapst b = state_of(r);
+        if (!(st.reasons & REPLAY_STOP_STEP) || st.icount != n || !same(&a, &b))
+            FAIL("stepi back from %llu: icount %llu, same state %d",
+                 (unsigned long long)n + 1, (unsigned long long)st.icount,
+                 same(&a, &b));
+        struct replay *f = open_replay(trace);
+        must(f, replay_goto(f, n), "goto (fresh)");
+        struct snapst c = state_of(f);
+        replay_close(f);
+        if (!same(&a, &c))
+            FAIL("goto %llu: differs from a fresh replay's (rip %#llx vs "
+                 "%#llx)", (unsigned long long)n,
+                 (unsigned long long)a.regs.rip,
+                 (unsigned long long)c.regs.rip);
+    }
+    printf("random: %d positions in [0, %llu)\n", count,
+           (unsigned long long)end);
+    replay_close(r);
+    return fails ? 1 : 0;
+}
+
+/* ---- KVM single steps -------------------------------------------------- */
+
+struct kvm_walk {
+    struct replay *r;
+    struct store *st;
+    struct vmm *vm;
+    struct vcpu *cpu;
+    uint64_t ev;    /* next event to consume */
+    uint64_t pos;
+    bool broken;    /* an event the walk cannot reproduce: stop */
+};
+
+static int walk_io(struct kvm_walk *w, bool mmio, uint64_t addr, unsigned size,
+                   bool write, uint64_t *val)
+{
+    struct store_event e;
+    size_t got;
+    if (store_events_read(w->st, w->ev, &e, 1, &got) || got != 1)
+        return -EIO;
+    uint8_t want = mmio ? (write ? STORE_EV_MMIO_WRITE : STORE_EV_MMIO_READ)
+                        : (write ? STORE_EV_PIO_OUT : STORE_EV_PIO_IN);
+    if (e.kind != want || e.addr != addr || e.size != size) {
+        w->broken = true;
+        return -EIO;
+    }
+    if (!write)
+        *val = e.value;
+    w->ev++;
+    return 0;
+}
+
+static int walk_pio(void *ctx, uint16_t port, unsigned size, bool write,
+                    uint32_t *val)
+{
+    uint64_t v = *val;
+    int rc = walk_io(ctx, false, port, size, write, &v);
+    *val = (uint32_t)v;
+    return rc;
+}
+
+static int walk_mmio(void *ctx, uint64_t gpa, unsigned size, bool write,
+                     uint64_t *val)
+{
+    return walk_io(ctx, true, gpa, size, write, val);
+}
+
+static const struct vmm_io_ops walk_ops = {walk_pio, walk_mmio};
+
+/* The KVM vCPU at recorded snapshot k, RAM read from the store. */
+static int walk_start(struct kvm_walk *w, uint32_t k)
+{
+    uint8_t *ram = vmm_ram(w->vm);
+    uint64_t pages = vmm_ram_size(w->vm) / 4096;
+    for (uint64_t g = 0; g < pages; g++)
+        if (store_page_read(w->st, k, g, ram + g * 4096))
+            return -EIO;
+    void *blob;
+    size_t len;
+    struct store_snapshot_info si;
+    if (store_snapshot_get(w->st, k, &si, &blob, &len, NULL, NULL))
+        return -EIO;
+    struct vmm_cpu_state s;
+    memcpy(&s, blob, sizeof s);
+    free(blob);
+    int rc = vcpu_set_state(w->cpu, &s);
+    w->ev = si.event_index;
+    w->pos = si.icount;
+    w->broken = false;
+    return rc;
+}
+
+static bool is_rep_string(const uint8_t *ram, uint64_t size, uint64_t rip)
+{
+    bool rep = false;
+    for (uint64_t i = 0; i < 15 && rip + i < size; i++) {
+        uint8_t b = ram[rip + i];
+        if (b == 0xf3 || b == 0xf2)
+            rep = true;
+        else if (b == 0x66 || b == 0x67 || (b >= 0x40 && b <= 0x4f))
+            continue;
+        else
+            return rep && ((b >= 0xa4 && b <= 0xa7) ||
+                           (b >= 0xaa && b <= 0xaf) ||
+                           (b >= 0x6c && b <= 0x6f));
+    }
+    return false;
+}
+
+/* IN/OUT are done here from the log, not stepped on KVM: around a port
+ * exit KVM's single-step sometimes runs on into the next instruction, so
+ * its count cannot be trusted there.  1 = done, 0 = not a port insn, -1 =
+ * the log disagrees. */
+static int port_insn(struct kvm_walk *w, struct vmm_cpu_state *s)
+{
+    const uint8_t *ram = vmm_ram(w->vm);
+    uint64_t rip = s->regs.rip;
+    unsigned len = 0, size = 4;
+    if (rip + 3 > vmm_ram_size(w->vm))
+        return 0;
+    if (ram[rip] == 0x66) {
+        size = 2;
+        len = 1;
+    }
+    uint8_t op = ram[rip + len];
+    if (op < 0xe4 || op > 0xef || (op > 0xe7 && op < 0xec))
+        return 0;
+    bool imm = op <= 0xe7, write = op & 2;
+    if (!(op & 1))
+        size = 1;
+    uint16_t port = imm ? ram[rip + len + 1] : (uint16_t)s->regs.rdx;
+    len += imm ? 2 : 1;
+    uint64_t v = s->regs.rax;
+    if (walk_io(w, false, port, size, write, &v))
+        return -1;
+    if (!write && size == 4)
+        s->regs.rax = (uint32_t)v;
+    else if (!write)
+        s->regs.rax = (s->regs.rax & ~((1ull << (8 * size)) - 1)) |
+                      (v & ((1ull << (8 * size)) - 1));
+    s->regs.rip = rip + len;
+    return vcpu_set_regs(w->cpu, &s->regs) ? -1 : 1;
+}
+
+/* One instruction (a whole rep on kvm-pvm): how many positions it took, 0
+ * when the walk cannot go on (not CPL0, an event it does not reproduce). */
+static uint64_t walk_step(struct kvm_walk *w)
+{
+    struct vmm_cpu_state s;
+    if (vcpu_get_state(w->cpu, &s) || s.sregs.cs.dpl != 0)
+        return 0;
+    uint8_t next = w->ev < w->r->nev ? w->r->ev_kind[w->ev] : 0;
+    if (next && !rp_kind_is_io(next) && next != STORE_EV_KICK &&
+        next != STORE_EV_WINDOW)
+        return 0; /* an interrupt, a hlt or the end comes next */
+    const uint8_t *code = vmm_ram(w->vm) + s.regs.rip;
+    if (s.regs.rip + 2 > vmm_ram_size(w->vm) || code[0] == 0xcf ||
+        (code[0] == 0x48 && code[1] == 0xcf))
+        return 0; /* iret: KVM-PVM cannot single-step into ring 3 */
+    int port = port_insn(w, &s);
+    if (port)
+        return port > 0;
+    bool rep = is_rep_string(vmm_ram(w->vm), vmm_ram_size(w->vm),
+                             s.regs.rip);
+    uint64_t rcx = s.regs.rcx;
+    struct vcpu_run_opts o = {.single_step = true};
+    struct vcpu_exit e;
+    if (vcpu_run(w->cpu, &o, &e) || w->broken || e.reason != VCPU_EXIT_STEP)
+        return 0; /* string I/O or MMIO: not reproduced here */
+    if (!rep)
+        return 1;
+    struct vmm_regs g;
+    vcpu_get_regs(w->cpu, &g);
+    return rcx > g.rcx ? rcx - g.rcx : 1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int check_kvm(const char *trace, int count, uint64_t seed,
+                     uint64_t max)
+{
+    if (!vmm_host_probe()->kvm || !vmm_host_probe()->step_cpl0) {
+        printf("skip: KVM cannot single-step at CPL0 here\n");
+        return 77;
+    }
+    struct kvm_walk w = {.r = open_replay(trace)};
+    struct replay *r = w.r;
+    if (store_open(trace, false, NULL, &w.st))
+        return 2;
+    struct vmm_config cfg = {.mem_size = r->ram_size, .backend = "kvm",
+                             .serial_in_fd = -1, .serial_out_fd = -1,
+                             .cpuid = vmm_cpuid(r->vm)};
+    int rc = vmm_create(&cfg, &w.vm);
+    if (rc) {
+        printf("skip: KVM unusable: %s\n", vmm_strerror(rc));
+        return 77;
+    }
+    w.cpu = vmm_vcpu(w.vm);
+    vcpu_set_io(w.cpu, &walk_ops, &w);
+    uint64_t *at = calloc((size_t)count, sizeof *at);
+    for (int i = 0; i < count; i++)
+        at[i] = rnd(&seed) % (max ? max : replay_end(r) + 1);
+    qsort(at, (size_t)count, sizeof *at, cmp_u64);
+    uint32_t cur = UINT32_MAX;
+    int compared = 0;
+    for (int i = 0; i < count && !fails; i++) {
+        uint32_t k = rp_interval_of(r, at[i]);
+        if (k != cur || w.pos > at[i]) {
+            if (walk_start(&w, k))
+                return 2;
+            cur = k;
+        }
+        uint64_t d;
+        while (w.pos < at[i] && (d = walk_step(&w)))
+            w.pos += d;
+        if (w.pos != at[i]) {
+            cur = UINT32_MAX; /* ring 3, an interrupt, or inside a rep */
+            continue;
+        }
+        must(r, replay_goto(r, at[i]), "goto");
+        struct vmm_regs kr, rr;
+        vcpu_get_regs(w.cpu, &kr);
+        struct vmm_cpu_state c;
+        must(r, replay_get_state(r, &c), "get_state");
+        rr = c.regs;
+        char diff[1200] = "";
+        if (rp_regs_diff((const uint64_t *)&kr, (const uint64_t *)&rr, true,
+                         diff, sizeof diff))
+            FAIL("icount %llu (from snapshot %u): KVM vs replay:%s",
+                 (unsigned long long)at[i], k, diff);
+        else if (memcmp(vmm_ram(w.vm), r->ram, r->ram_size))
+            FAIL("icount %llu (from snapshot %u): RAM differs",
+                 (unsigned long long)at[i], k);
+        compared++;
+    }
+    printf("kvm: %d of %d positions compared with KVM single-steps at CPL0\n",
+           compared, count);
+    free(at);
+    vmm_destroy(w.vm);
+    store_close(w.st);
+    replay_close(r);
+    if (!fails && compared == 0) {
+        printf("no position could be reached at CPL0: nothing checked\n");
+        return 1;
+    }
+    return fails ? 1 : 0;
+}
+
+/* ---- breakpoints and watchpoints ------------------------------------- */
+
+static int check_rbreak(const char *trace, uint64_t addr, size_t max,
+                        int count, uint64_t seed)
+{
+    struct replay *r = open_replay(trace);
+    uint64_t *hits = calloc(max, sizeof *hits);
+    size_t n = 0;
+    struct replay_stop st;
+    must(r, replay_break_add(r, addr), "break");
+    for (;;) {
+        must(r, replay_continue(r, false, &st), "continue");
+        if (!(st.reasons & REPLAY_STOP_BREAK) || n == max)
+            break;
+        if (st.pc != addr)
+            FAIL("forward stop at pc %#llx", (unsigned long long)st.pc);
+        hits[n++] = st.icount;
+    }
+    if (n < max)
+        must(r, replay_goto(r, replay_end(r)), "goto end");
+    else
+        must(r, replay_goto(r, hits[n - 1] + 1), "goto");
+    size_t seen = 0;
+    for (size_t i = n; i-- > 0 && !fails;) {
+        must(r, replay_continue(r, true, &st), "reverse continue");
+        if (!(st.reasons & REPLAY_STOP_BREAK) || st.icount != hits[i] ||
+            st.pc != addr)
+            FAIL("reverse continue %zu: icount %llu reasons %#x, forward "
+                 "hit %llu", n - i, (unsigned long long)st.icount,
+                 st.reasons, (unsigned long long)hits[i]);
+        seen++;
+    }
+    if (!fails) {
+        must(r, replay_continue(r, true, &st), "reverse continue");
+        if (!(st.reasons & REPLAY_STOP_BEGIN) || st.icount != 0)
+            FAIL("past the first hit: reasons %#x icount %llu", st.reasons,
+                 (unsigned long long)st.icount);
+    }
+    /* from random positions: the stop is a hit, and going forward from it
+     * the next hit is at or after where the search started */
+    uint64_t end = replay_end(r);
+    for (int i = 0; i < count && !fails; i++) {
+        uint64_t p = rnd(&seed) % (end + 1);
+        must(r, replay_goto(r, p), "goto");
+        must(r, replay_continue(r, true, &st), "reverse continue");
+        if (st.reasons & REPLAY_STOP_BEGIN)
+            continue;
+        uint64_t h = st.icount;
+        if (!(st.reasons & REPLAY_STOP_BREAK) || st.pc != addr || h >= p)
+            FAIL("from %llu: stop at %llu pc %#llx reasons %#x",
+                 (unsigned long long)p, (unsigned long long)h,
+                 (unsigned long long)st.pc, st.reasons);
+        must(r, replay_continue(r, false, &st), "continue");
+        if (st.icount < p && (st.reasons & REPLAY_STOP_BREAK))
+            FAIL("from %llu: reverse stop at %llu, but forward from there "
+                 "the next hit is at %llu", (unsigned long long)p,
+                 (unsigned long long)h, (unsigned long long)st.icount);
+    }
+    printf("rbreak: %zu hits forward, %zu found backwards, %d random "
+           "starts\n", n, seen, count);
+    free(hits);
+    replay_close(r);
+    return fails ? 1 : 0;
+}
+
+/* The last instruction in [lo, p) that changed [addr, addr+len): stepping
+ * one instruction at a time. */
+static bool brute_writer(struct replay *r, uint64_t lo, uint64_t p,
+                         uint64_t addr, uint32_t len, uint64_t *icount,
+                         uint64_t *rip)
+{
+    uint8_t before[64], after[64];
+    size_t done;
+    bool found = false;
+    must(r, replay_goto(r, lo), "goto");
+    must(r, replay_read_mem(r, addr, before, len, &done), "read");
+    while (replay_icount(r) < p) {
+        uint64_t at = replay_icount(r), pc;
+        struct vmm_cpu_state c;
+        must(r, replay_get_state(r, &c), "state");
+        pc = c.regs.rip;
+        struct replay_stop st;
+        must(r, replay_step(r, 1, false, &st), "step");
+        must(r, replay_read_mem(r, addr, after, len, &done), "read");
+        if (memcmp(before, after, len)) {
+            found = true;
+            *icount = at;
+            *rip = pc;
+            memcpy(before, after, len);
+        }
+    }
+    return found;
+}
+
+static int check_rwatch(const char *trace, uint64_t addr, uint32_t len,
+                        int count, uint64_t seed)
+{
+    struct replay *r = open_replay(trace);
+    if (len > 64)
+        len = 64;
+    uint64_t end = replay_end(r);
+    int compared = 0;
+    uint64_t nirq = 0;
+    for (uint64_t e = 0; e < r->nev; e++)
+        nirq += r->ev_kind[e] == STORE_EV_IRQ;
+    for (int i = 0; i < count && !fails; i++) {
+        /* anywhere in a short trace; in a long one, shortly after an
+         * interrupt (handlers write what is watched) */
+        uint64_t p = rnd(&seed) % (end + 1);
+        if (end > (1u << 20) && nirq) {
+            uint64_t k = rnd(&seed) % nirq, e = 0;
+            for (;; e++)
+                if (r->ev_kind[e] == STORE_EV_IRQ && k-- == 0)
+                    break;
+            p = r->ev_icount[e] + rnd(&seed) % 20000;
+            p = p > end ? end : p;
+        }
+        must(r, replay_goto(r, p), "goto");
+        must(r, replay_watch_add(r, addr, len, VCPU_WATCH_WRITE), "watch");
+        struct replay_stop st;
+        must(r, replay_continue(r, true, &st), "reverse continue");
+        must(r, replay_watch_remove(r, addr, len, VCPU_WATCH_WRITE), "unwatch");
+        uint64_t window = 1 << 16, ic = 0, rip = 0;
+        bool found = false;
+        for (;;) {
+            uint64_t lo = p > window ? p - window : 0;
+            found = brute_writer(r, lo, p, addr, len, &ic, &rip);
+            if (found || lo == 0 || window >= (1u << 18))
+                break;
+            window *= 4;
+        }
+        if (!found)
+            continue; /* no value change near: nothing to compare */
+        if (!(st.reasons & REPLAY_STOP_WATCH) || st.icount != ic ||
+            st.pc != rip || st.watch_icount != ic)
+            FAIL("from %llu: reverse watch stopped at %llu pc %#llx "
+                 "(reasons %#x), the last change is at %llu pc %#llx",
+                 (unsigned long long)p, (unsigned long long)st.icount,
+                 (unsigned long long)st.pc, st.reasons,
+                 (unsigned long long)ic, (unsigned long long)rip);
+        compared++;
+    }
+    printf("rwatch: %d of %d positions compared with a brute-force scan\n",
+           compared, count);
+    replay_close(r);
+    if (!fails && !compared) {
+        printf("no write found near any position: nothing checked\n");
+        return 1;
+    }
+    return fails ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && !strcmp(argv[1], "events"))
+        return check_events(argv[2]);
+    if (argc >= 5 && !strcmp(argv[1], "random"))
+        return check_random(argv[2], atoi(argv[3]), strtoull(argv[4], 0, 0));
+    if (argc >= 5 && !strcmp(argv[1], "kvm"))
+        return check_kvm(argv[2], atoi(argv[3]), strtoull(argv[4], 0, 0),
+                         argc > 5 ? strtoull(argv[5], 0, 0) : 0);
+    if (argc >= 4 && !strcmp(argv[1], "rbreak"))
+        return check_rbreak(argv[2], strtoull(argv[3], 0, 0),
+                            argc > 4 ? strtoull(argv[4], 0, 0) : 64,
+                            argc > 5 ? atoi(argv[5]) : 0,
+                            argc > 6 ? strtoull(argv[6], 0, 0) : 1);
+    if (argc >= 7 && !strcmp(argv[1], "rwatch"))
+        return check_rwatch(argv[2], strtoull(argv[3], 0, 0),
+                            (uint32_t)strtoul(argv[4], 0, 0), atoi(argv[5]),
+                            strtoull(argv[6], 0, 0));
+    fprintf(stderr, "usage: replay_check events|random|kvm|rbreak|rwatch "
+                    "TRACE ... (see tests/tools/replay_check.c)\n");
+    return 2;
+}
