@@ -362,23 +362,6 @@ static int take_isnap(struct rp_index *ix)
 
 /* ---- snapshots ------------------------------------------------------------ */
 
-static int snap_cpu(struct replay *r, uint32_t k, struct vmm_cpu_state *s)
-{
-    void *blob = NULL;
-    size_t len = 0;
-    int rc = store_snapshot_get(r->st, k, NULL, &blob, &len, NULL, NULL);
-    if (rc)
-        return rp_store_fail(r, rc, "reading a snapshot");
-    if (len != sizeof *s) {
-        free(blob);
-        return rp_fail(r, VMM_E_STATE, "snapshot %u: CPU state of %zu "
-                       "bytes, this ttvm reads %zu", k, len, sizeof *s);
-    }
-    memcpy(s, blob, sizeof *s);
-    free(blob);
-    return 0;
-}
-
 /* Vector and control registers the backends must agree on. */
 static int cpu_diff(const struct vmm_cpu_state *want,
                     const struct vmm_cpu_state *got, char *buf, size_t cap)
@@ -463,7 +446,7 @@ static int place_snapshot(struct rp_index *ix, uint32_t k, uint64_t icount,
     struct vmm_cpu_state want, got;
     r->snaps[k].icount = icount;
     ix->snap_next = k + 1;
-    int rc = snap_cpu(r, k, &want);
+    int rc = rp_snap_cpu(r, k, &want);
     if (!rc)
         rc = vcpu_get_state(r->cpu, &got);
     if (rc)
@@ -769,7 +752,7 @@ static int want_snapshot(struct rp_index *ix, uint32_t k)
     ix->want_snap = k;
     int rc = rp_snap_dirty(r, k, &g, &n);
     if (!rc)
-        rc = snap_cpu(r, k, &ix->want_cpu);
+        rc = rp_snap_cpu(r, k, &ix->want_cpu);
     if (rc)
         return rc;
     ix->want_gfns = malloc((n ? n : 1) * sizeof *g);
@@ -1083,7 +1066,7 @@ static int index_setup(struct rp_index *ix, const char *trace,
     if ((rc = vcpu_set_hit_filter(r->cpu, ix_on_hit, r)))
         return rp_fail(r, rc, "hit filter: %s", vmm_strerror(rc));
     struct vmm_cpu_state s;
-    if ((rc = snap_cpu(r, 0, &s)))
+    if ((rc = rp_snap_cpu(r, 0, &s)))
         return rc;
     if ((rc = vcpu_set_state(r->cpu, &s)))
         return rp_fail(r, rc == VMM_E_PAGING ? REPLAY_E_PAGING : rc,

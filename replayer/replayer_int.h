@@ -271,6 +271,8 @@ int rp_restore_cp(struct replay *r, struct cp *c);
  * trace on first use, then kept in the pool). */
 int rp_cp_of_isnap(struct replay *r, size_t i, struct cp **out);
 int rp_cp_of_snap(struct replay *r, uint32_t k, struct cp **out);
+/* The CPU state recorded with snapshot k (checked). */
+int rp_snap_cpu(struct replay *r, uint32_t k, struct vmm_cpu_state *s);
 /* Checkpoint of the current (canonical) state. */
 int rp_cp_here(struct replay *r, struct cp **out);
 /* Puts back what the user changed at this position. */

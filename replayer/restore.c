@@ -218,6 +218,18 @@ static int get_snap_page(struct replay *r, void *ctx, size_t i, uint8_t *buf)
     return rc ? rp_store_fail(r, rc, "reading a snapshot page") : 0;
 }
 
+int rp_snap_cpu(struct replay *r, uint32_t k, struct vmm_cpu_state *s)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    char what[48];
+    snprintf(what, sizeof what, "snapshot %u", k);
+    int rc = store_snapshot_get(r->st, k, NULL, &blob, &len, NULL, NULL);
+    if (rc)
+        return rp_store_fail(r, rc, what);
+    return cpu_from_blob(r, blob, len, s, what);
+}
+
 int rp_cp_of_snap(struct replay *r, uint32_t k, struct cp **out)
 {
     const struct rp_snap *sn = &r->snaps[k];
@@ -227,15 +239,9 @@ int rp_cp_of_snap(struct replay *r, uint32_t k, struct cp **out)
         *out = c;
         return 0;
     }
-    void *blob = NULL;
-    size_t len = 0;
     struct vmm_cpu_state s;
-    char what[48];
-    snprintf(what, sizeof what, "snapshot %u", k);
-    int rc = store_snapshot_get(r->st, k, NULL, &blob, &len, NULL, NULL);
+    int rc = rp_snap_cpu(r, k, &s);
     if (rc)
-        return rp_store_fail(r, rc, what);
-    if ((rc = cpu_from_blob(r, blob, len, &s, what)))
         return rc;
     const uint64_t *g;
     size_t n;
