@@ -6,21 +6,12 @@
 # one-line error.
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+. tests/integration/lib.sh
+need_kvm
 CHECK=$BUILD/tests/tools/replay_check
 EDIT=$BUILD/tests/tools/trace_edit
 G=$BUILD/guests
-if [ ! -e /dev/kvm ]; then
-    echo "skip: /dev/kvm does not exist on this machine (recording needs it)"
-    exit 77
-fi
 ls "$G"/*.elf >/dev/null 2>&1 || { echo "skip: no sample guests in $G"; exit 77; }
-. tests/integration/guest_inputs.sh
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 args_of() {
     case $1 in
@@ -78,5 +69,4 @@ st=$?
 "$TTVM" index >/dev/null 2>&1
 [ $? -eq 2 ] || fail "index without a trace is not a usage error"
 
-[ $fails -eq 0 ] && echo "all good"
-[ $fails -eq 0 ]
+finish "all good"

@@ -11,19 +11,11 @@
 #    (timer's tick counter, bugparse's overflowed table_len).
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+. tests/integration/lib.sh
+need_kvm
 CHECK=$BUILD/tests/tools/replay_check
 G=$BUILD/guests
-if [ ! -e /dev/kvm ]; then
-    echo "skip: /dev/kvm does not exist on this machine (recording needs it)"
-    exit 77
-fi
 [ -e "$G/timer.elf" ] || { echo "skip: no sample guests in $G"; exit 77; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 rec() { # NAME IMAGE CMDLINE [INPUT]
     "$TTVM" record "$2" -o "$TMP/$1" --cmdline "$3" --input "${4:-/dev/null}" \
@@ -71,5 +63,4 @@ check rbreak "$TMP/bugparse" "$(sym "$G/bugparse.elf" parse_key)" 64 4 3
 check rwatch "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 4 1
 check rwatch "$TMP/bugparse" "$(sym "$G/bugparse.elf" table_len)" 4 4 2
 
-[ $fails -eq 0 ] && echo "all good"
-[ $fails -eq 0 ]
+finish "all good"
