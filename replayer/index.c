@@ -81,6 +81,8 @@ struct rp_index {
 
     uint64_t time_total, time_done; /* recorded run time, for progress */
     uint8_t prev_kind;  /* kind of the last event consumed */
+    uint8_t pend_irq[16]; /* interrupts due here, not yet delivered */
+    int npend;
     char pdiff[128];    /* where a page differed */
     bool ended;         /* a trace cut short ended at an access */
     struct timespec last_progress;
@@ -668,10 +670,15 @@ static int exit_error(struct rp_index *ix, int rc, const struct vcpu_exit *e,
                    e->detail);
 }
 
+static int deliver_pending(struct rp_index *ix);
+
 /* One vcpu_run, at most to the next index snapshot. */
 static int vrun(struct rp_index *ix, uint64_t limit, struct vcpu_exit *e)
 {
     struct replay *r = ix->r;
+    int drc = deliver_pending(ix);
+    if (drc < 0)
+        return drc;
     uint64_t to = ix->isnap_next;
     if (limit && r->pos + limit < to)
         to = r->pos + limit;
@@ -712,7 +719,11 @@ static int search(struct rp_index *ix, enum bp_mode mode, const char *what)
         bool yes;
         if ((rc = here(ix, &yes)) || yes)
             break;
-        if ((rc = maybe_isnap(ix)))
+        if ((rc = deliver_pending(ix)) > 0) { /* look again after it */
+            rc = 0;
+            continue;
+        }
+        if (rc || (rc = maybe_isnap(ix)))
             break;
         struct vcpu_exit e;
         rc = vrun(ix, 0, &e);
@@ -903,12 +914,31 @@ static int do_irq(struct rp_index *ix, const struct store_event *e)
         return diverge(r, "event %llu: an interrupt is due at the point of "
                        "the event before it, but the replay is past it",
                        (unsigned long long)r->ev_next);
-    int rc = vcpu_inject_irq(r->cpu, (uint8_t)e->aux);
-    if (rc)
-        return rp_fail(r, rc, "event %llu: injecting vector %u: %s",
-                       (unsigned long long)r->ev_next, e->aux,
-                       vmm_strerror(rc));
+    if (ix->npend == sizeof ix->pend_irq)
+        return rp_fail(r, STORE_E_CORRUPT, "event %llu: too many interrupts "
+                       "at one point", (unsigned long long)r->ev_next);
+    ix->pend_irq[ix->npend++] = (uint8_t)e->aux;
     return consume(ix, r->pos, r->pos);
+}
+
+/* Delivers the interrupts queued at this point.  Not at once: KVM
+ * delivers an interrupt at its next entry, and the recorder may kick the
+ * vCPU before that (the kick then repeats the point, its snapshot holds
+ * the interrupt as pending), so until something runs the state is the
+ * one before delivery.  1 when there were any. */
+static int deliver_pending(struct rp_index *ix)
+{
+    struct replay *r = ix->r;
+    int n = ix->npend;
+    for (int i = 0; i < n; i++) {
+        int rc = vcpu_inject_irq(r->cpu, ix->pend_irq[i]);
+        if (rc)
+            return rp_fail(r, rc, "at icount %llu: injecting vector %u: %s",
+                           (unsigned long long)r->pos, ix->pend_irq[i],
+                           vmm_strerror(rc));
+    }
+    ix->npend = 0;
+    return n > 0;
 }
 
 /* A kick, an interrupt window, or the end of a run stopped from outside:

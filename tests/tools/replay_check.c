@@ -131,9 +131,14 @@ static int check_events(const char *trace)
         must(r, replay_get_state(r, &c), "get_state");
         const uint64_t *g = (const uint64_t *)&c.regs;
         /* an interrupt delivered at this position: check its frame */
-        bool irq = i + 1 < n && r->ev_kind[i + 1] == STORE_EV_IRQ &&
-                   r->ev_icount[i + 1] == r->ev_icount[i] &&
-                   !rp_kind_is_io(ev.kind);
+        bool irq = false; /* among the non-I/O events at this position */
+        for (uint64_t j = i; j-- > 0 && r->ev_icount[j] == r->ev_icount[i] &&
+                             !rp_kind_is_io(r->ev_kind[j]);)
+            irq |= r->ev_kind[j] == STORE_EV_IRQ;
+        for (uint64_t j = i + 1; j < n && r->ev_icount[j] == r->ev_icount[i] &&
+                                 !rp_kind_is_io(r->ev_kind[j]); j++)
+            irq |= r->ev_kind[j] == STORE_EV_IRQ;
+        irq &= !rp_kind_is_io(ev.kind);
         if (irq) {
             uint64_t f[4];
             size_t done;
