@@ -484,6 +484,8 @@ int rec_record(struct vmm *vm, const void *img, size_t img_len,
     int rc = open_trace(&r, o);
     if (rc)
         return rc;
+    if (o->on_created)
+        o->on_created(o->on_created_ctx, o->trace);
     rc = put_metadata(&r, img, img_len, o);
     if (!rc)
         rc = rec_writer_start(r.st, WRITER_QUEUE, &r.w);

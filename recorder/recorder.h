@@ -59,6 +59,12 @@ struct rec_opts {
     const char *guest_cmdline;
     const char *argv_line;    /* the ttvm command line */
     enum vmm_boot_mode boot_mode;
+    /* Optional: called once the trace exists (created, its format record
+     * committed), before the guest runs: e.g. to start a process that
+     * follows the trace (`ttvm record --index`).  Never before, so such a
+     * process cannot see a trace that --force is about to replace. */
+    void (*on_created)(void *ctx, const char *trace);
+    void *on_created_ctx;
 };
 
 struct rec_stats {
