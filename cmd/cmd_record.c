@@ -3,15 +3,22 @@
  * `ttvm run` (same console, same exit status) and write a trace that
  * replays the run exactly; then print a summary on stderr.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "recorder/recorder.h"
 
-enum { OPT_OUT = 'o', OPT_FORCE = 300, OPT_INTERVAL, OPT_LATENCY, OPT_KEY };
+enum { OPT_OUT = 'o', OPT_FORCE = 300, OPT_INTERVAL, OPT_LATENCY, OPT_KEY,
+       OPT_INDEX };
 
 struct record_args {
     struct cmd_machine m;
@@ -19,6 +26,9 @@ struct record_args {
     bool force;
     double interval_ms, latency_ms;
     uint8_t key[STORE_KEY_BYTES];
+    bool index;                /* --index: index while recording */
+    pid_t indexer;             /* its process, or 0 */
+    struct timespec t_end;     /* when the recording ended */
 };
 
 static void usage(FILE *f)
@@ -43,6 +53,10 @@ static void usage(FILE *f)
         "  --key-file FILE           encrypt the trace with this key (32 raw "
         "bytes\n"
         "                            or 64 hex digits)\n"
+        "  --index                   index the trace while recording, in a "
+        "second\n"
+        "                            process (`ttvm index --follow`), and "
+        "wait for it\n"
         CMD_MACHINE_HELP
         "\n" CMD_EXIT_HELP ", 18 trace\nnot writable.\n",
         REC_DEFAULT_SNAPSHOT_INTERVAL_NS / 1e6,
@@ -67,6 +81,7 @@ static int parse(int argc, char **argv, struct record_args *a)
         { "snapshot-interval", required_argument, NULL, OPT_INTERVAL },
         { "max-irq-latency", required_argument, NULL, OPT_LATENCY },
         { "key-file", required_argument, NULL, OPT_KEY },
+        { "index", no_argument, NULL, OPT_INDEX },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -79,6 +94,7 @@ static int parse(int argc, char **argv, struct record_args *a)
         case OPT_OUT: a->trace = optarg; break;
         case OPT_FORCE: a->force = true; break;
         case OPT_KEY: a->key_file = optarg; break;
+        case OPT_INDEX: a->index = true; break;
         case OPT_INTERVAL:
             if ((rc = parse_ms(optarg, &a->interval_ms,
                                "--snapshot-interval needs milliseconds, not")))
@@ -169,6 +185,62 @@ static void summary(const struct record_args *a,
                                  : 0.0);
 }
 
+/* ---- --index: the indexer follows the trace in a process of its own
+ * (LMDB allows one environment per process; the recorder writes) ---- */
+
+static void start_indexer(void *ctx, const char *trace)
+{
+    struct record_args *a = ctx;
+    char *argv[8];
+    int n = 0;
+    argv[n++] = "ttvm";
+    argv[n++] = "index";
+    argv[n++] = "--follow";
+    argv[n++] = "--quiet";
+    if (a->key_file) {
+        argv[n++] = "--key-file";
+        argv[n++] = (char *)a->key_file;
+    }
+    argv[n++] = (char *)trace;
+    argv[n] = NULL;
+    int rc = posix_spawn(&a->indexer, "/proc/self/exe", NULL, NULL, argv,
+                         environ);
+    if (rc) {
+        a->indexer = 0;
+        fprintf(stderr, "ttvm record: cannot start the indexer: %s\n",
+                strerror(rc));
+    }
+}
+
+/* Waits for the indexer (stops it when the recording failed: it would
+ * wait for a trace that never completes).  Its own messages went to
+ * stderr. */
+static void finish_indexer(struct record_args *a, bool recorded)
+{
+    if (!a->indexer)
+        return;
+    if (!recorded)
+        kill(a->indexer, SIGTERM);
+    int status = 0;
+    while (waitpid(a->indexer, &status, 0) < 0 && errno == EINTR)
+        ;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double after = (double)(now.tv_sec - a->t_end.tv_sec) +
+                   (double)(now.tv_nsec - a->t_end.tv_nsec) * 1e-9;
+    if (!recorded)
+        return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        fprintf(stderr, "  index            done, %.2f s after the "
+                        "recording ended\n", after);
+    else
+        fprintf(stderr, "  index            FAILED (%s %d): see above; "
+                        "`ttvm index %s` retries\n",
+                WIFEXITED(status) ? "exit status" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                a->trace);
+}
+
 int cmd_record(int argc, char **argv)
 {
     struct record_args *a = calloc(1, sizeof *a);
@@ -194,8 +266,11 @@ int cmd_record(int argc, char **argv)
             .guest_cmdline = a->m.cmdline,
             .argv_line = line,
             .boot_mode = a->m.boot,
+            .on_created = a->index ? start_indexer : NULL,
+            .on_created_ctx = a,
         };
         int rc = rec_record(a->m.vm, a->m.img, a->m.img_len, &o, &res, &st);
+        clock_gettime(CLOCK_MONOTONIC, &a->t_end);
         cmd_machine_stop(&a->m); /* flush the console first */
         if (rc) {
             fprintf(stderr, "ttvm record: %s%s%s\n", rec_strerror(rc),
@@ -206,6 +281,7 @@ int cmd_record(int argc, char **argv)
             summary(a, &res, &st);
             code = cmd_exit_code(&res);
         }
+        finish_indexer(a, rc == 0);
     }
     cmd_machine_stop(&a->m);
     free(line);
