@@ -36,12 +36,14 @@ static void usage(FILE *f)
             "  --quiet           no progress bar\n\n"
             "exit status: 0 indexed, %d the replay diverged from the "
             "recording (the\n"
-            "first difference is printed), %d trace unreadable, %d other "
+            "first difference is printed), %d the guest uses non-identity "
+            "paging\n(no exact replay engine), %d trace unreadable, %d other "
             "failure.\n"
             "Environment: TTVM_ISNAP_INTERVAL = instructions between index "
             "snapshots\n"
             "(default 33554432).\n",
-            TTVM_EXIT_DIVERGED, TTVM_EXIT_TRACE, TTVM_EXIT_ERROR);
+            TTVM_EXIT_DIVERGED, TTVM_EXIT_EMU_FAIL, TTVM_EXIT_TRACE,
+            TTVM_EXIT_ERROR);
 }
 
 struct bar {
@@ -70,6 +72,8 @@ int cmd_exit_for_replay(int rc)
 {
     if (rc == REPLAY_E_DIVERGED)
         return TTVM_EXIT_DIVERGED;
+    if (rc == REPLAY_E_PAGING) /* no engine can execute it exactly */
+        return TTVM_EXIT_EMU_FAIL;
     if (rc <= -5100 && rc > -5200)
         return TTVM_EXIT_TRACE;
     return TTVM_EXIT_ERROR;
