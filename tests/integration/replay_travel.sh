@@ -8,7 +8,9 @@
 #  - reverse continue to a breakpoint lands on the hit a forward scan saw
 #    (timer's tick handler; a hot breakpoint in its ring-3 spin loop);
 #  - a reverse write watchpoint stops at the last writer found by stepping
-#    (timer's tick counter, bugparse's overflowed table_len).
+#    (timer's tick counter, bugparse's overflowed table_len);
+#  - the API's promises: ends, user writes undone, WATCH on a stepped
+#    writer both ways, replay_interrupt from a thread.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
@@ -61,6 +63,7 @@ check rbreak "$TMP/timer" "$tick" 64 6 1
 check rbreak "$TMP/timer" "$spin" 40 6 2
 check rbreak "$TMP/bugparse" "$(sym "$G/bugparse.elf" parse_key)" 64 4 3
 check rwatch "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 4 1
+check api "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 0x1
 check rwatch "$TMP/bugparse" "$(sym "$G/bugparse.elf" table_len)" 4 4 2
 
 finish "all good"

@@ -31,9 +31,18 @@
  *       ADDR+LEN): it stops at the last instruction before P that changed
  *       those bytes, found by stepping forward one instruction at a time
  *       (brute force, up to 2^18 instructions back).
+ *   replay_check api TRACE ADDR LEN NEVER
+ *       The API's promises: BEGIN/END/EXITED at the ends, REPLAY_E_RANGE
+ *       past the end, register and memory writes undone by the next move,
+ *       a step over an instruction that writes [ADDR, ADDR+LEN) reports
+ *       WATCH in both directions, and replay_interrupt (from a thread,
+ *       during a continue with a breakpoint at NEVER) stops that call
+ *       only.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -590,6 +599,116 @@ static int check_rwatch(const char *trace, uint64_t addr, uint32_t len,
     return fails ? 1 : 0;
 }
 
+/* ---- the API's promises ------------------------------------------------ */
+
+struct intr_arg {
+    struct replay *r;
+    int delay_ms;
+};
+
+static void *interrupter(void *p)
+{
+    struct intr_arg *a = p;
+    struct timespec ts = {0, a->delay_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    replay_interrupt(a->r);
+    return NULL;
+}
+
+static int check_api(const char *trace, uint64_t waddr, uint32_t wlen,
+                     uint64_t never)
+{
+    struct replay *r = open_replay(trace);
+    uint64_t end = replay_end(r);
+    struct replay_stop st;
+    /* the ends */
+    must(r, replay_continue(r, true, &st), "reverse continue at 0");
+    if (st.reasons != REPLAY_STOP_BEGIN || st.icount != 0)
+        FAIL("reverse continue at 0: reasons %#x", st.reasons);
+    must(r, replay_step(r, INT64_MAX, false, &st), "step far");
+    if (!(st.reasons & REPLAY_STOP_END) || (st.reasons & REPLAY_STOP_STEP) ||
+        st.icount != end)
+        FAIL("stepping past the end: reasons %#x at %llu", st.reasons,
+             (unsigned long long)st.icount);
+    for (int i = 0; i < 2; i++) {
+        must(r, replay_continue(r, false, &st), "continue at the end");
+        if (st.reasons != (REPLAY_STOP_END | REPLAY_STOP_EXITED) ||
+            st.icount != end || st.exit_status != r->exit_status)
+            FAIL("continue at the end: reasons %#x status %d", st.reasons,
+                 st.exit_status);
+    }
+    if (replay_goto(r, end + 1) != REPLAY_E_RANGE)
+        FAIL("goto past the end accepted");
+    must(r, replay_step(r, INT64_MIN, false, &st), "step back far");
+    if (!(st.reasons & REPLAY_STOP_BEGIN) || st.icount != 0)
+        FAIL("stepping back past 0: reasons %#x", st.reasons);
+
+    /* the user's writes last until the position changes */
+    uint64_t n = end / 2, orig, val = 0x5eed5eed5eed5eedull, got;
+    size_t done;
+    struct vmm_cpu_state c0, c;
+    must(r, replay_goto(r, n), "goto");
+    must(r, replay_get_state(r, &c0), "state");
+    must(r, replay_read_mem(r, waddr, &orig, 8, &done), "read");
+    must(r, replay_write_mem(r, waddr, &val, 8, &done), "write");
+    c = c0;
+    c.regs.rbx ^= 0xffff;
+    must(r, replay_set_state(r, &c), "set state");
+    must(r, replay_read_mem(r, waddr, &got, 8, &done), "read");
+    must(r, replay_get_state(r, &c), "state");
+    if (got != val || c.regs.rbx != (c0.regs.rbx ^ 0xffff))
+        FAIL("writes not visible at the position");
+    must(r, replay_step(r, 1, false, &st), "step");
+    must(r, replay_step(r, -1, false, &st), "step back");
+    must(r, replay_read_mem(r, waddr, &got, 8, &done), "read");
+    must(r, replay_get_state(r, &c), "state");
+    if (got != orig || c.regs.rbx != c0.regs.rbx || c.regs.rip != c0.regs.rip)
+        FAIL("writes survived a move: memory %#llx (was %#llx)",
+             (unsigned long long)got, (unsigned long long)orig);
+
+    /* a stepped instruction that writes a watched range */
+    must(r, replay_goto(r, end), "goto end");
+    must(r, replay_watch_add(r, waddr, wlen, VCPU_WATCH_WRITE), "watch");
+    must(r, replay_continue(r, true, &st), "reverse continue");
+    if (st.reasons & REPLAY_STOP_WATCH) {
+        uint64_t h = st.icount, pc = st.pc;
+        must(r, replay_step(r, 1, true, &st), "step over the writer");
+        if (st.reasons != (REPLAY_STOP_WATCH | REPLAY_STOP_STEP) ||
+            st.icount != h + 1 || st.watch_addr < waddr ||
+            st.watch_addr >= waddr + wlen || st.watch_kind != VCPU_WATCH_WRITE)
+            FAIL("step over the writer: reasons %#x at %llu addr %#llx",
+                 st.reasons, (unsigned long long)st.icount,
+                 (unsigned long long)st.watch_addr);
+        must(r, replay_step(r, -1, true, &st), "step back over it");
+        if (st.reasons != (REPLAY_STOP_WATCH | REPLAY_STOP_STEP) ||
+            st.icount != h || st.pc != pc)
+            FAIL("step back over the writer: reasons %#x at %llu",
+                 st.reasons, (unsigned long long)st.icount);
+    } else {
+        FAIL("no writer of %#llx found", (unsigned long long)waddr);
+    }
+    must(r, replay_watch_remove(r, waddr, wlen, VCPU_WATCH_WRITE), "unwatch");
+
+    /* replay_interrupt cancels the running call, not a later one */
+    replay_interrupt(r); /* nothing runs: ignored */
+    must(r, replay_goto(r, 0), "goto 0");
+    must(r, replay_break_add(r, never), "break");
+    struct intr_arg ia = {r, 10};
+    pthread_t th;
+    pthread_create(&th, NULL, interrupter, &ia);
+    int rc = replay_continue(r, false, &st);
+    pthread_join(th, NULL);
+    if (rc || st.reasons != REPLAY_STOP_INTERRUPTED || st.icount >= end)
+        FAIL("interrupted continue: rc %d reasons %#x at %llu", rc,
+             st.reasons, (unsigned long long)st.icount);
+    must(r, replay_continue(r, false, &st), "continue after");
+    if (!(st.reasons & REPLAY_STOP_END))
+        FAIL("the next call was interrupted too: reasons %#x", st.reasons);
+    printf("api: ends, user writes, stepped watch hits, interruption\n");
+    replay_close(r);
+    return fails ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "events"))
@@ -608,7 +727,11 @@ int main(int argc, char **argv)
         return check_rwatch(argv[2], strtoull(argv[3], 0, 0),
                             (uint32_t)strtoul(argv[4], 0, 0), atoi(argv[5]),
                             strtoull(argv[6], 0, 0));
-    fprintf(stderr, "usage: replay_check events|random|kvm|rbreak|rwatch "
+    if (argc >= 6 && !strcmp(argv[1], "api"))
+        return check_api(argv[2], strtoull(argv[3], 0, 0),
+                         (uint32_t)strtoul(argv[4], 0, 0),
+                         strtoull(argv[5], 0, 0));
+    fprintf(stderr, "usage: replay_check events|random|kvm|rbreak|rwatch|api "
                     "TRACE ... (see tests/tools/replay_check.c)\n");
     return 2;
 }
