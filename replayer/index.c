@@ -904,6 +904,8 @@ static int do_hlt(struct rp_index *ix, const struct store_event *e)
     int rc = run_until(ix, VCPU_EXIT_HLT, "a hlt");
     if (!rc)
         rc = check_event_regs(r, r->ev_next, e);
+    if (!rc)
+        rc = rp_take_flags(r->cpu, e->regs);
     return rc ? rc : consume(ix, r->pos, r->pos);
 }
 
@@ -955,6 +957,8 @@ static int do_match(struct rp_index *ix, const struct store_event *e,
              (unsigned long long)e->regs[16]);
     if (!rc)
         rc = search(ix, snap != UINT32_MAX ? BP_KICK : BP_EXIT, what);
+    if (!rc)
+        rc = rp_take_flags(r->cpu, e->regs);
     want_free(ix);
     return rc ? rc : consume(ix, r->pos, r->pos);
 }

@@ -53,6 +53,14 @@ const char *rp_kind_name(unsigned kind);
  * its control flow or data, which the next event shows. */
 #define RP_RFLAGS_IGNORED 0x108d5ull
 
+/* At a HLT, kick or window point, where the replay matched the recorded
+ * registers but for RP_RFLAGS_IGNORED: takes those flags from the
+ * recording too (regs: an event's), since an interrupt delivered there
+ * pushes them into guest memory.  KVM reports RF set wherever it stopped
+ * ring 3 from outside, and undefined status flags as its emulator or
+ * the host CPU left them. */
+int rp_take_flags(struct vcpu *cpu, const uint64_t *regs);
+
 /* Appends "\n  reg expected X, replay Y" lines for differing registers to
  * buf; returns how many differ.  mask_flags leaves RP_RFLAGS_IGNORED out
  * of the comparison. */

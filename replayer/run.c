@@ -102,6 +102,12 @@ int rp_normalize(struct replay *r)
         uint8_t k = r->ev_kind[r->ev_next];
         if (rp_kind_is_io(k) || k == STORE_EV_EXIT)
             break;
+        if (k == STORE_EV_HLT || k == STORE_EV_KICK || k == STORE_EV_WINDOW) {
+            int err;
+            const struct store_event *e = rp_event(r, r->ev_next, &err);
+            if (!e || (err = rp_take_flags(r->cpu, e->regs)))
+                return err;
+        }
         if (k == STORE_EV_IRQ) {
             int err;
             const struct store_event *e = rp_event(r, r->ev_next, &err);

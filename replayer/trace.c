@@ -55,6 +55,20 @@ int rp_regs_diff(const uint64_t *want, const uint64_t *got, bool mask_flags,
     return n;
 }
 
+int rp_take_flags(struct vcpu *cpu, const uint64_t *regs)
+{
+    struct vmm_regs g;
+    int rc = vcpu_get_regs(cpu, &g);
+    if (rc)
+        return rc;
+    uint64_t want = (g.rflags & ~RP_RFLAGS_IGNORED) |
+                    (regs[17] & RP_RFLAGS_IGNORED);
+    if (want == g.rflags)
+        return 0;
+    g.rflags = want;
+    return vcpu_set_regs(cpu, &g);
+}
+
 /* ---- errors ----------------------------------------------------------- */
 
 int rp_fail(struct replay *r, int err, const char *fmt, ...)
