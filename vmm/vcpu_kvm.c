@@ -6,8 +6,16 @@
  * and control registers and the pending events come back in the run page
  * at every exit, so reading or changing them costs no ioctl: changes are
  * written into the run page and marked dirty, and KVM applies them at the
- * next KVM_RUN.  A full state save is then three ioctls (FPU, MSRS,
+ * next KVM_RUN.  A full state save is then three ioctls (XSAVE, MSRS,
  * DEBUGREGS); XCR0 is fixed because the guest's CPUID has no XSAVE.
+ *
+ * x87/SSE state goes through KVM_GET/SET_XSAVE, not KVM_GET/SET_FPU, where
+ * the host has KVM_CAP_XSAVE.  KVM_SET_FPU writes the legacy area but not
+ * the XSAVE header, so a component the guest had left in its init state
+ * (XMM all zero, say) is reloaded as init and the values are lost;
+ * KVM_GET_FPU then reads back that stale area, and neither carries MXCSR
+ * (measured on Linux 6.18: a set XMM2 reads back as zero through
+ * KVM_GET_XSAVE, and a restored snapshot computed a different sum).
  *
  * RIP at I/O exits (the vmm.h contract is "state before the accessing
  * instruction").  Measured on this project's kvm-pvm host (Linux 6.18),
@@ -89,6 +97,7 @@ struct kvm_priv {
     uint64_t bp[4];
     unsigned nbp;
     bool msrs_ok[NMSRS];
+    bool xsave;         /* KVM_CAP_XSAVE: FPU state through KVM_*_XSAVE */
     pthread_t thread;   /* the thread in KVM_RUN, for kick */
     volatile int running;
 };
@@ -208,6 +217,7 @@ static void enable_caps(struct kvm_priv *p)
     }
     int sync = vmm_kvm_cap(KVM_CAP_SYNC_REGS);
     p->sync = (sync & SYNC_ALL) == SYNC_ALL;
+    p->xsave = vmm_kvm_cap(KVM_CAP_XSAVE) > 0;
 }
 
 static unsigned probe_caps(const struct kvm_priv *p)
@@ -449,6 +459,74 @@ static int get_sync_part(struct kvm_priv *p, struct vmm_cpu_state *s)
     return 0;
 }
 
+/* ---- x87/SSE state ---- */
+
+/* Offsets in the legacy (FXSAVE-format) area at the start of an XSAVE
+ * image, and of XSTATE_BV in its header (Intel SDM vol. 1, 10.5.1 and
+ * 13.4.2). */
+enum {
+    FX_FCW = 0, FX_FSW = 2, FX_FTW = 4, FX_FOP = 6, FX_FIP = 8, FX_FDP = 16,
+    FX_MXCSR = 24, FX_ST = 32, FX_XMM = 160, XS_XSTATE_BV = 512,
+};
+#define XFEATURE_FP_SSE 3ull
+
+static void fpu_from_xsave(const uint8_t *x, struct vmm_fpu *f)
+{
+    memcpy(&f->fcw, x + FX_FCW, 2);
+    memcpy(&f->fsw, x + FX_FSW, 2);
+    f->ftwx = x[FX_FTW];
+    memcpy(&f->last_opcode, x + FX_FOP, 2);
+    memcpy(&f->last_ip, x + FX_FIP, 8);
+    memcpy(&f->last_dp, x + FX_FDP, 8);
+    memcpy(&f->mxcsr, x + FX_MXCSR, 4);
+    memcpy(f->fpr, x + FX_ST, sizeof f->fpr);
+    memcpy(f->xmm, x + FX_XMM, sizeof f->xmm);
+}
+
+/* Leaves every other byte of the image (other components, MXCSR_MASK) as
+ * KVM gave it, and marks x87 and SSE as in use so that KVM loads them. */
+static void fpu_to_xsave(const struct vmm_fpu *f, uint8_t *x)
+{
+    memcpy(x + FX_FCW, &f->fcw, 2);
+    memcpy(x + FX_FSW, &f->fsw, 2);
+    x[FX_FTW] = f->ftwx;
+    memcpy(x + FX_FOP, &f->last_opcode, 2);
+    memcpy(x + FX_FIP, &f->last_ip, 8);
+    memcpy(x + FX_FDP, &f->last_dp, 8);
+    memcpy(x + FX_MXCSR, &f->mxcsr, 4);
+    memcpy(x + FX_ST, f->fpr, sizeof f->fpr);
+    memcpy(x + FX_XMM, f->xmm, sizeof f->xmm);
+    uint64_t bv;
+    memcpy(&bv, x + XS_XSTATE_BV, 8);
+    bv |= XFEATURE_FP_SSE;
+    memcpy(x + XS_XSTATE_BV, &bv, 8);
+}
+
+static int get_fpu(struct kvm_priv *p, struct vmm_fpu *f)
+{
+    if (!p->xsave)
+        return ioctl(p->cpu_fd, KVM_GET_FPU, f) < 0 ? -errno : 0;
+    struct kvm_xsave x;
+    if (ioctl(p->cpu_fd, KVM_GET_XSAVE, &x) < 0)
+        return -errno;
+    fpu_from_xsave((const uint8_t *)x.region, f);
+    return 0;
+}
+
+static int set_fpu(struct kvm_priv *p, const struct vmm_fpu *f)
+{
+    if (!p->xsave) {
+        struct kvm_fpu k;
+        memcpy(&k, f, sizeof k);
+        return ioctl(p->cpu_fd, KVM_SET_FPU, &k) < 0 ? -errno : 0;
+    }
+    struct kvm_xsave x;
+    if (ioctl(p->cpu_fd, KVM_GET_XSAVE, &x) < 0)
+        return -errno;
+    fpu_to_xsave(f, (uint8_t *)x.region);
+    return ioctl(p->cpu_fd, KVM_SET_XSAVE, &x) < 0 ? -errno : 0;
+}
+
 static int kvm_get_state(struct vcpu *cpu, struct vmm_cpu_state *s)
 {
     struct kvm_priv *p = P(cpu);
@@ -460,8 +538,9 @@ static int kvm_get_state(struct vcpu *cpu, struct vmm_cpu_state *s)
         return rc;
     s->regs.rip -= p->rip_adjust;
     struct kvm_debugregs d;
-    if (ioctl(p->cpu_fd, KVM_GET_FPU, &s->fpu) < 0 ||
-        ioctl(p->cpu_fd, KVM_GET_DEBUGREGS, &d) < 0)
+    if ((rc = get_fpu(p, &s->fpu)))
+        return rc;
+    if (ioctl(p->cpu_fd, KVM_GET_DEBUGREGS, &d) < 0)
         return -errno;
     memcpy(s->dr, d.db, sizeof d.db);
     s->dr[6] = d.dr6;
@@ -503,10 +582,9 @@ static int kvm_set_state(struct vcpu *cpu, const struct vmm_cpu_state *s)
     memcpy(d.db, s->dr, sizeof d.db);
     d.dr6 = s->dr[6] ? s->dr[6] : 0xffff0ff0;
     d.dr7 = s->dr[7] ? s->dr[7] : 0x400;
-    struct kvm_fpu f;
-    memcpy(&f, &s->fpu, sizeof f);
-    if (ioctl(p->cpu_fd, KVM_SET_FPU, &f) < 0 ||
-        ioctl(p->cpu_fd, KVM_SET_DEBUGREGS, &d) < 0)
+    if ((rc = set_fpu(p, &s->fpu)))
+        return rc;
+    if (ioctl(p->cpu_fd, KVM_SET_DEBUGREGS, &d) < 0)
         return -errno;
     if ((rc = set_msrs(p, &s->msrs)))
         return rc;

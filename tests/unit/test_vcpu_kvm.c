@@ -181,6 +181,35 @@ Test(kvm, hlt_rip_after_and_state_round_trip)
     cr_assert_eq(r.rax, 7, "the state set is the state run");
 }
 
+/* SSE state set on a vCPU that never used SSE is the state it runs with
+ * (at CPL3, where SSE runs natively under kvm-pvm too): XMM2 reaches RAX,
+ * and STMXCSR stores the MXCSR that was set. */
+Test(kvm, sse_state_set_is_the_state_run)
+{
+    static const uint8_t c[] = {
+        0x66, 0x48, 0x0f, 0x7e, 0xd0,                   /* movq rax, xmm2 */
+        0x0f, 0xae, 0x1c, 0x25, 0x00, 0x02, 0x10, 0x00, /* stmxcsr [CODE+0x200] */
+        0xee, 0xeb, 0xfe,                               /* out dx, al */
+    };
+    start(c, sizeof c, 3);
+    struct vmm_cpu_state a;
+    cr_assert_eq(vcpu_get_state(cpu, &a), 0);
+    uint64_t x = 0x1122334455667788ull;
+    memcpy(a.fpu.xmm[2], &x, sizeof x);
+    a.fpu.mxcsr = 0x7f80; /* round toward zero, all exceptions masked */
+    cr_assert_eq(vcpu_set_state(cpu, &a), 0);
+    struct vmm_cpu_state b;
+    cr_assert_eq(vcpu_get_state(cpu, &b), 0);
+    cr_assert_eq(b.fpu.mxcsr, 0x7f80);
+    expect_io(0x3f8, true, CODE + 13);
+    struct vmm_regs r;
+    vcpu_get_regs(cpu, &r);
+    cr_assert_eq(r.rax, x, "xmm2 ran as 0x%llx", (unsigned long long)r.rax);
+    uint32_t m;
+    memcpy(&m, vmm_ram(vm) + CODE + 0x200, sizeof m);
+    cr_assert_eq(m, 0x7f80, "mxcsr ran as 0x%x", m);
+}
+
 Test(kvm, kick_and_set_state_at_io_exit)
 {
     static const uint8_t c[] = { 0xec, 0xeb, 0xfe }; /* in al,dx; jmp $ */
