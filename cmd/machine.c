@@ -213,8 +213,11 @@ int cmd_read_key(const char *path, uint8_t key[STORE_KEY_BYTES])
         fprintf(stderr, "ttvm: --key-file %s: %s\n", path, strerror(-rc));
         return rc;
     }
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        len--;
+    /* A raw key is exactly 32 bytes, whatever they are (a random key may
+     * end in '\n'); only a hex key may carry a line ending. */
+    if (len != STORE_KEY_BYTES)
+        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            len--;
     rc = 0;
     if (len == STORE_KEY_BYTES) {
         memcpy(key, buf, len);

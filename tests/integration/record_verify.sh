@@ -100,6 +100,11 @@ for k in irq hlt kick; do
     [ "$(count "$TMP/timer_kick" $k)" -gt 0 ] ||
         fail "timer_kick trace has no $k events"
 done
+# Kicks inside SSE code: the restored snapshot's XMM and MXCSR must be the
+# ones the guest computes with (KVM_SET_FPU alone loses them).
+rv timer_sse 1 "$G/timer.elf" --cmdline "hz=1000 ticks=20 sse=20000000"
+[ "$(count "$TMP/timer_sse" kick)" -gt 20 ] ||
+    fail "timer_sse trace has too few kicks to reach its SSE loop"
 
 # ---- ttvm events lists exactly what ttvm info counts ----
 t=$TMP/timer_kick
@@ -155,7 +160,8 @@ if command -v mdb_stat >/dev/null; then
 fi
 
 # ---- an encrypted trace needs its key ----
-head -c 32 /dev/urandom >"$TMP/key"
+# A raw key is any 32 bytes, a final '\n' included.
+{ head -c 31 /dev/urandom; printf '\n'; } >"$TMP/key"
 head -c 32 /dev/urandom >"$TMP/wrongkey"
 record "$TMP/crypt" 1 "$G/hello.elf" --key-file "$TMP/key"
 t=$TMP/crypt
