@@ -139,6 +139,7 @@ void replay_close(struct replay *r)
     free(r->user_gfns);
     free(r->user_pages);
     free(r->image);
+    free(r->guest_name);
     free((void *)r->o.key);
     free(r->path);
     free(r);
@@ -178,6 +179,14 @@ int replay_guest_image(struct replay *r, const void **img, size_t *len)
     *img = r->image;
     *len = r->image_len;
     return 0;
+}
+
+const char *replay_guest_name(struct replay *r)
+{
+    if (!r->guest_name && store_meta_get_str(r->st, "guest.name",
+                                             &r->guest_name))
+        r->guest_name = NULL;
+    return r->guest_name && *r->guest_name ? r->guest_name : "guest";
 }
 
 /* ---- the recording around the position ------------------------------------ */

@@ -201,5 +201,8 @@ int replay_verify(const char *trace, const struct replay_verify_opts *o,
 /* The guest image stored in the trace (for gdb's symbol file). *img is
  * borrowed, valid until replay_close. */
 int replay_guest_image(struct replay *r, const void **img, size_t *len);
+/* The guest image's file name as recorded ("guest" if the trace has none);
+ * valid until replay_close. */
+const char *replay_guest_name(struct replay *r);
 
 #endif /* TTVM_REPLAYER_H */

@@ -180,6 +180,7 @@ struct replay {
     uint64_t ram_size, npages;
     void *image;
     size_t image_len;
+    char *guest_name;      /* basename the recorder stored, or NULL */
 
     /* events */
     uint64_t nev;
