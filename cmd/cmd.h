@@ -6,8 +6,10 @@
 #ifndef TTVM_CMD_H
 #define TTVM_CMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "storage/store.h"
 #include "vmm/vmm.h"
@@ -98,6 +100,39 @@ int cmd_read_file(const char *path, uint8_t **out, size_t *len);
 /* Reads a trace key: STORE_KEY_BYTES raw bytes or twice as many hex
  * digits.  Reports problems; 0 or -errno/-EINVAL. */
 int cmd_read_key(const char *path, uint8_t key[STORE_KEY_BYTES]);
+
+/* ---- the progress bar for long work (progress.c) ---- */
+
+struct cmd_bar {
+    bool tty;   /* draw at all: stderr is a terminal and not quiet */
+    bool drawn; /* something is on the line (cmd_bar_clear wipes it) */
+    struct timespec t0;
+};
+void cmd_bar_start(struct cmd_bar *b, bool quiet);
+/* A replay_progress_fn: ctx is the struct cmd_bar. */
+int cmd_bar_progress(void *ctx, const char *what, uint64_t done,
+                     uint64_t total);
+void cmd_bar_clear(struct cmd_bar *b);
+double cmd_bar_elapsed(const struct cmd_bar *b);
+
+/* ---- `ttvm replay` serving gdb (serve.c) ---- */
+
+struct cmd_serve {
+    const char *trace;
+    const uint8_t *key;  /* NULL: not encrypted */
+    const char *host;    /* NULL: 127.0.0.1 */
+    uint16_t port;
+    bool port_given;     /* --gdb-port: never fall back to another port */
+    bool no_launch;      /* serve only */
+    const char *batch;   /* gdb script for a non-interactive gdb, or NULL */
+    const char *gdb;     /* the gdb program */
+    char **gdb_argv;     /* extra gdb arguments (after "--") */
+    int gdb_argc;
+    bool verbose;
+};
+/* Opens the trace (indexing it first if needed), serves it to gdb and,
+ * unless no_launch, runs gdb on it.  Returns the exit status. */
+int cmd_replay_serve(const struct cmd_serve *a);
 
 int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "replayer/replayer.h"
@@ -46,28 +44,6 @@ static void usage(FILE *f)
             TTVM_EXIT_ERROR);
 }
 
-struct bar {
-    bool tty;
-    struct timespec t0;
-};
-
-static int progress(void *ctx, const char *what, uint64_t done,
-                    uint64_t total)
-{
-    struct bar *b = ctx;
-    if (!b->tty)
-        return 0;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double el = (double)(now.tv_sec - b->t0.tv_sec) +
-                (double)(now.tv_nsec - b->t0.tv_nsec) * 1e-9;
-    double f = total ? (double)done / (double)total : 0;
-    int w = (int)(f * 30);
-    fprintf(stderr, "\r%s [%.*s%*s] %3.0f%%  %.1f s", what, w,
-            "##############################", 30 - w, "", 100 * f, el);
-    return 0;
-}
-
 int cmd_exit_for_replay(int rc)
 {
     if (rc == REPLAY_E_DIVERGED)
@@ -89,7 +65,7 @@ int cmd_index(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct replay_opts o = {0};
-    struct bar bar = {.tty = isatty(STDERR_FILENO)};
+    bool quiet = false;
     uint8_t key[STORE_KEY_BYTES];
     int c;
     optind = 1;
@@ -97,7 +73,7 @@ int cmd_index(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
         switch (c) {
         case 'f': o.follow = true; break;
-        case 'q': bar.tty = false; break;
+        case 'q': quiet = true; break;
         case 'k':
             if (cmd_read_key(optarg, key))
                 return TTVM_EXIT_USAGE;
@@ -114,12 +90,12 @@ int cmd_index(int argc, char **argv)
         return TTVM_EXIT_USAGE;
     }
     const char *trace = argv[optind];
-    clock_gettime(CLOCK_MONOTONIC, &bar.t0);
-    o.progress = progress;
+    struct cmd_bar bar;
+    cmd_bar_start(&bar, quiet);
+    o.progress = cmd_bar_progress;
     o.progress_ctx = &bar;
     int rc = replay_index(trace, &o);
-    if (bar.tty)
-        fprintf(stderr, "\r\033[K");
+    cmd_bar_clear(&bar);
     if (rc == REPLAY_E_DIVERGED) {
         fprintf(stderr, "ttvm index: %s: divergence: %s\n", trace,
                 replay_error_detail(NULL));
@@ -130,10 +106,7 @@ int cmd_index(int argc, char **argv)
                 replay_strerror(rc), replay_error_detail(NULL));
         return cmd_exit_for_replay(rc);
     }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double el = (double)(now.tv_sec - bar.t0.tv_sec) +
-                (double)(now.tv_nsec - bar.t0.tv_nsec) * 1e-9;
-    fprintf(stderr, "ttvm index: %s indexed in %.2f s\n", trace, el);
+    fprintf(stderr, "ttvm index: %s indexed in %.2f s\n", trace,
+            cmd_bar_elapsed(&bar));
     return TTVM_EXIT_OK;
 }
