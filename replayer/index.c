@@ -48,6 +48,7 @@
 
 #define ISNAP_EVERY_DEFAULT (32ull << 20)
 #define FOLLOW_POLL_NS (20 * 1000 * 1000)
+#define SEARCH_STUCK_MAX 64 /* rounds of a search without moving on */
 
 enum bp_mode { BP_NONE, BP_KICK, BP_IOSNAP, BP_EXIT };
 
@@ -384,8 +385,14 @@ static int cpu_diff(const struct vmm_cpu_state *want,
     CMP(sregs.efer, "efer")
     CMP(sregs.cs.selector, "cs")
     CMP(sregs.ss.selector, "ss")
-    CMP(fpu.mxcsr, "mxcsr")
 #undef CMP
+    if ((want->fpu.mxcsr ^ got->fpu.mxcsr) & ~RP_MXCSR_IGNORED &&
+        len + 80 < cap) {
+        n++;
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "\n  mxcsr  expected %#x, replay %#x",
+                                want->fpu.mxcsr, got->fpu.mxcsr);
+    }
     for (int i = 0; i < 16; i++)
         if (memcmp(want->fpu.xmm[i], got->fpu.xmm[i], 16) && len + 40 < cap) {
             n++;
@@ -715,10 +722,23 @@ static int search(struct rp_index *ix, enum bp_mode mode, const char *what)
 {
     struct replay *r = ix->r;
     int rc = arm_bp(ix, mode);
+    uint64_t last_pos = r->pos;
+    unsigned stuck = 0;
     while (!rc) {
         bool yes;
         if ((rc = here(ix, &yes)) || yes)
             break;
+        /* Every round runs at least one instruction or delivers an
+         * interrupt; a search that stops moving must say so, not spin. */
+        stuck = r->pos == last_pos ? stuck + 1 : 0;
+        last_pos = r->pos;
+        if (stuck > SEARCH_STUCK_MAX) {
+            rc = diverge(r, "event %llu: the recording has %s; the replay "
+                         "stopped making progress at icount %llu without "
+                         "reaching it", (unsigned long long)r->ev_next, what,
+                         (unsigned long long)r->pos);
+            break;
+        }
         if ((rc = deliver_pending(ix)) > 0) { /* look again after it */
             rc = 0;
             continue;

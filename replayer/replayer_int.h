@@ -53,6 +53,12 @@ const char *rp_kind_name(unsigned kind);
  * its control flow or data, which the next event shows. */
 #define RP_RFLAGS_IGNORED 0x108d5ull
 
+/* MXCSR bits a replay need not reproduce: the six sticky exception flags
+ * (IE DE ZE OE UE PE).  The host's SSE unit sets them as it computes (an
+ * inexact divide sets PE); Unicorn 2.0.1's softfloat never does.  A guest
+ * that reads them back (STMXCSR) and acts on them diverges visibly. */
+#define RP_MXCSR_IGNORED 0x3full
+
 /* At a HLT, kick or window point, where the replay matched the recorded
  * registers but for RP_RFLAGS_IGNORED: takes those flags from the
  * recording too (regs: an event's), since an interrupt delivered there
