@@ -33,7 +33,7 @@ for img in "$G"/*.elf "$G"/*.mb; do
         </dev/null >"$TMP/out" 2>"$TMP/err"
     st=$?
     [ $((st % 2)) -eq 1 ] || { fail "$name: record exited $st"; continue; }
-    "$TTVM" index "$t" --quiet 2>"$TMP/err" ||
+    timeout 600 "$TTVM" index "$t" --quiet 2>"$TMP/err" ||
         { fail "$name: index: $(cat "$TMP/err")"; continue; }
     out=$("$CHECK" events "$t" 2>&1) || fail "$name: $out"
     echo "  $name: $out"
@@ -50,7 +50,7 @@ check_divergence() { # FIELD EVENT VALUE
     rm -rf "$TMP/bad"
     cp -r "$t" "$TMP/bad"
     "$EDIT" set "$TMP/bad" "$2" "$1" "$3" || { fail "trace_edit set $*"; return; }
-    "$TTVM" index "$TMP/bad" --quiet 2>"$TMP/err"
+    timeout 600 "$TTVM" index "$TMP/bad" --quiet 2>"$TMP/err"
     local st=$?
     [ $st -eq 20 ] || fail "altered $1 of event $2: index exited $st: $(cat "$TMP/err")"
     grep -q "event $2 " "$TMP/err" ||

@@ -27,7 +27,7 @@ rec() { # NAME IMAGE CMDLINE [INPUT [ttvm record options...]]
         </dev/null >/dev/null 2>"$TMP/err"
     local st=$?
     [ $((st % 2)) -eq 1 ] || { fail "record $name: $st $(tail -n 2 "$TMP/err")"; return 1; }
-    "$TTVM" index "$TMP/$name" --quiet || { fail "index $name"; return 1; }
+    timeout 600 "$TTVM" index "$TMP/$name" --quiet || { fail "index $name"; return 1; }
 }
 sym() { nm "$1" | awk -v s="$2" '$3 == s { print "0x" $1 }'; }
 check() { # what...
