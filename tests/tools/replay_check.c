@@ -31,6 +31,16 @@
  *       ADDR+LEN): it stops at the last instruction before P that changed
  *       those bytes, found by stepping forward one instruction at a time
  *       (brute force, up to 2^18 instructions back).
+ *   replay_check state TRACE ADDR LEN ICOUNT...
+ *       Ground truth for the gdb tests: for each position, one line
+ *       "state ICOUNT rax=HEX ... r15=HEX rip=HEX eflags=HEX mem=HEX" (the
+ *       LEN bytes at ADDR), from a fresh replay of its own.
+ *   replay_check writer TRACE ADDR LEN LO P
+ *       Prints "writer ICOUNT RIP" for the last instruction in [LO, P) that
+ *       changed [ADDR, ADDR+LEN), found by single steps, or "writer none".
+ *   replay_check hits TRACE ADDR MAX
+ *       Prints "hit ICOUNT" for each of the first MAX positions where the
+ *       pc is ADDR, by continuing forward with a breakpoint.
  *   replay_check api TRACE ADDR LEN NEVER
  *       The API's promises: BEGIN/END/EXITED at the ends, REPLAY_E_RANGE
  *       past the end, register and memory writes undone by the next move,
@@ -709,8 +719,82 @@ static int check_api(const char *trace, uint64_t waddr, uint32_t wlen,
     return fails ? 1 : 0;
 }
 
+/* ---- ground truth for the gdb tests ------------------------------------ */
+
+static int print_states(const char *trace, uint64_t addr, uint32_t len,
+                        char **pos, int n)
+{
+    static const char *const names[] = {
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
+        "r9",  "r10", "r11", "r12", "r13", "r14", "r15", "rip", "eflags"};
+    struct replay *r = open_replay(trace);
+    uint8_t *mem = malloc(len ? len : 1);
+    for (int i = 0; i < n && mem; i++) {
+        uint64_t ic = strtoull(pos[i], 0, 0);
+        must(r, replay_goto(r, ic), "goto");
+        struct vmm_cpu_state c;
+        must(r, replay_get_state(r, &c), "get_state");
+        const uint64_t *g = (const uint64_t *)&c.regs;
+        printf("state %llu", (unsigned long long)ic);
+        for (int k = 0; k < VMM_NREGS; k++)
+            printf(" %s=%llx", names[k], (unsigned long long)g[k]);
+        size_t done = 0;
+        if (len)
+            must(r, replay_read_mem(r, addr, mem, len, &done), "read");
+        printf(" mem=");
+        for (size_t k = 0; k < done; k++)
+            printf("%02x", mem[k]);
+        printf("\n");
+    }
+    free(mem);
+    replay_close(r);
+    return 0;
+}
+
+static int print_writer(const char *trace, uint64_t addr, uint32_t len,
+                        uint64_t lo, uint64_t p)
+{
+    struct replay *r = open_replay(trace);
+    uint64_t ic = 0, rip = 0;
+    if (len > 64)
+        len = 64;
+    if (brute_writer(r, lo, p, addr, len, &ic, &rip))
+        printf("writer %llu %#llx\n", (unsigned long long)ic,
+               (unsigned long long)rip);
+    else
+        printf("writer none\n");
+    replay_close(r);
+    return 0;
+}
+
+static int print_hits(const char *trace, uint64_t addr, uint64_t max)
+{
+    struct replay *r = open_replay(trace);
+    must(r, replay_break_add(r, addr), "break");
+    struct replay_stop st;
+    for (uint64_t n = 0; n < max; n++) {
+        must(r, replay_continue(r, false, &st), "continue");
+        if (!(st.reasons & REPLAY_STOP_BREAK))
+            break;
+        printf("hit %llu\n", (unsigned long long)st.icount);
+    }
+    replay_close(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 6 && !strcmp(argv[1], "state"))
+        return print_states(argv[2], strtoull(argv[3], 0, 0),
+                            (uint32_t)strtoul(argv[4], 0, 0), argv + 5,
+                            argc - 5);
+    if (argc >= 7 && !strcmp(argv[1], "writer"))
+        return print_writer(argv[2], strtoull(argv[3], 0, 0),
+                            (uint32_t)strtoul(argv[4], 0, 0),
+                            strtoull(argv[5], 0, 0), strtoull(argv[6], 0, 0));
+    if (argc >= 5 && !strcmp(argv[1], "hits"))
+        return print_hits(argv[2], strtoull(argv[3], 0, 0),
+                          strtoull(argv[4], 0, 0));
     if (argc >= 3 && !strcmp(argv[1], "events"))
         return check_events(argv[2]);
     if (argc >= 5 && !strcmp(argv[1], "random"))
@@ -731,7 +815,8 @@ int main(int argc, char **argv)
         return check_api(argv[2], strtoull(argv[3], 0, 0),
                          (uint32_t)strtoul(argv[4], 0, 0),
                          strtoull(argv[5], 0, 0));
-    fprintf(stderr, "usage: replay_check events|random|kvm|rbreak|rwatch|api "
+    fprintf(stderr, "usage: replay_check events|random|kvm|rbreak|rwatch|api|"
+                    "state|writer|hits "
                     "TRACE ... (see tests/tools/replay_check.c)\n");
     return 2;
 }
