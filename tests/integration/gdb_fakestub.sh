@@ -6,7 +6,7 @@
 # Proves the protocol layer end to end without a VM or a trace.
 set -u
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
+. tests/integration/lib.sh
 FAKESTUB=$BUILD/tests/tools/fakestub
 SCRIPT=tests/integration/gdb_fakestub.py
 
@@ -15,7 +15,7 @@ gdb -nx -batch -ex 'python import gdb' >/dev/null 2>&1 ||
     { echo "this gdb has no Python"; exit 77; }
 [ -x "$FAKESTUB" ] || { echo "missing $FAKESTUB (make test builds it)"; exit 1; }
 
-tmp=$(mktemp -d)
+tmp=$TMP  # lib.sh made it; cleanup below removes it
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -48,15 +48,7 @@ run_gdb() {
         echo "gdb phase $2 failed (exit $rc):"; cat "$out"; exit 1
     fi
     # Messages gdb prints itself must appear between the markers.
-    awk -v phase="$2" '
-        /^@@begin$/ { inside = 1; text = ""; next }
-        /^@@want /  { want = substr($0, 8)
-                      if (index(text, want)) print "[" phase "] ok: says \"" want "\""
-                      else { print "[" phase "] FAIL: missing \"" want "\""; bad = 1 }
-                      next }
-        /^@@end$/   { inside = 0; next }
-        inside      { text = text $0 "\n" }
-        END         { exit bad }' "$out" || { cat "$out"; exit 1; }
+    gdb_check_markers "$out" "$2" || { cat "$out"; exit 1; }
 }
 
 start_stub main --end 1000 --exit 3 --clients 3 -v

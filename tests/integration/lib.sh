@@ -33,3 +33,18 @@ input_of() {
     done
     echo /dev/null
 }
+
+# gdb_check_markers OUT PHASE: the texts a gdb Python script expected gdb
+# itself to print (between its "@@begin" and "@@end" lines, each named by
+# an "@@want TEXT" line) are there; prints ok/FAIL lines, 1 on a miss.
+gdb_check_markers() {
+    awk -v phase="$2" '
+        /^@@begin$/ { inside = 1; text = ""; next }
+        /^@@want /  { want = substr($0, 8)
+                      if (index(text, want)) print "[" phase "] ok: says \"" want "\""
+                      else { print "[" phase "] FAIL: missing \"" want "\""; bad = 1 }
+                      next }
+        /^@@end$/   { inside = 0; next }
+        inside      { text = text $0 "\n" }
+        END         { exit bad }' "$1"
+}
