@@ -108,6 +108,16 @@ static unsigned insn_kind(const cs_insn *in)
     return 0;
 }
 
+/*
+ * Bytes Capstone cannot decode at the end of a block are the instruction
+ * QEMU found undefined: it ends the block there (raising #UD when it is
+ * reached), so the block holds every byte it fetched for it.  They count
+ * as one instruction, which is how the #UD of an undefined opcode (DA F4,
+ * say) is positioned and delivered.  More than an instruction's worth of
+ * such bytes means Capstone and QEMU disagree about what ran: refuse.
+ */
+#define UNDECODED_MAX 15
+
 static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
                            uint64_t addr, uint32_t size, enum umode mode,
                            const char **why)
@@ -117,29 +127,32 @@ static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += in[i].size;
-    if (!n || total != size || n > UINT16_MAX) {
+    size_t tail = size - total; /* undecodable bytes at the end */
+    if (tail > UNDECODED_MAX || n + 1 > UINT16_MAX) {
         if (in)
             cs_free(in, n);
-        *why = "Capstone cannot decode the whole translation block";
+        *why = "Capstone cannot decode the translation block";
         return NULL;
     }
+    size_t ninsn = n + (tail ? 1 : 0);
     struct ublk *b = calloc(1, sizeof *b);
     if (b) {
         b->bytes = malloc(size);
-        b->off = malloc((n + 1) * sizeof *b->off);
-        b->kind = calloc(n, 1);
+        b->off = malloc((ninsn + 1) * sizeof *b->off);
+        b->kind = calloc(ninsn, 1);
     }
     if (!b || !b->bytes || !b->off || !b->kind) {
         if (b)
             blk_free(b);
-        cs_free(in, n);
+        if (in)
+            cs_free(in, n);
         *why = "out of memory";
         return NULL;
     }
     b->addr = addr;
     b->size = size;
     b->mode = (uint8_t)mode;
-    b->ninsn = (uint16_t)n;
+    b->ninsn = (uint16_t)ninsn;
     memcpy(b->bytes, code, size);
     for (size_t i = 0; i < n; i++) {
         b->off[i] = (uint16_t)(in[i].address - addr);
@@ -148,16 +161,19 @@ static struct ublk *decode(struct ublk_cache *c, const uint8_t *code,
         if (changes_cs(in[i].id) || (b->kind[i] & USITE_CR))
             b->flags |= UBLK_MODE_CHG;
     }
-    b->off[n] = (uint16_t)size;
-    const cs_x86 *x0 = &in[0].detail->x86;
-    if (has_rep(x0) && is_string_op(x0->opcode[0])) {
+    if (tail)
+        b->off[n] = (uint16_t)total; /* the undefined one: kind 0 */
+    b->off[ninsn] = (uint16_t)size;
+    const cs_x86 *x0 = n ? &in[0].detail->x86 : NULL;
+    if (x0 && has_rep(x0) && is_string_op(x0->opcode[0])) {
         b->flags |= UBLK_REP_FIRST;
         if (x0->addr_size == 4)
             b->flags |= UBLK_REP_A32;
         else if (x0->addr_size == 2)
             b->flags |= UBLK_REP_A16;
     }
-    cs_free(in, n);
+    if (in)
+        cs_free(in, n);
     return b;
 }
 

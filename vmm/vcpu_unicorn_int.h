@@ -69,8 +69,9 @@ int ublk_cache_init(struct ublk_cache *c);
 void ublk_cache_fini(struct ublk_cache *c);
 /* The decoded block at addr of size bytes, decoding (again) when new or
  * when the guest bytes changed (*changed: a block was cached there with
- * other bytes).  NULL when it cannot be decoded (outside RAM, or Capstone
- * disagrees with the block size); *why says why. */
+ * other bytes).  Undecodable bytes ending the block are one (undefined,
+ * #UD) instruction.  NULL when it cannot be decoded (outside RAM, or more
+ * undecodable bytes than one instruction has); *why says why. */
 struct ublk *ublk_get(struct ublk_cache *c, const uint8_t *ram,
                       uint64_t ram_size, uint64_t addr, uint32_t size,
                       enum umode mode, bool *changed, const char **why);

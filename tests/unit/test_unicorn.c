@@ -1304,3 +1304,47 @@ Test(unicorn, hit_filter_sees_rip_after_iretq)
     cr_assert_eq(h.icount[0], 4, "mov, int, add, iretq");
     cr_assert_eq(regs().rax, 8);
 }
+
+/* ---- undefined opcodes and instructions that cannot be run ------------- */
+
+/* DA F4 is no x87 instruction (DA /6 with a register operand): #UD, in
+ * the middle of a block Capstone cannot decode to its end. */
+SNIP(s_undef, "nop\n nop\n .byte 0xda, 0xf4\n hlt");
+
+Test(unicorn, undefined_opcode_mid_block_raises_ud)
+{
+    load(s_undef, s_undef_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "%d %s", e.reason, e.detail);
+    cr_assert_eq(get64(VEC_LOG) & 0xffffffff, 6, "the #UD stub ran");
+    /* nop, nop, the faulting bytes (count, as a fault does), stub mov, hlt */
+    cr_assert_eq(e.icount, 5, "icount %lu", e.icount);
+    cr_assert_eq(get64(regs().rsp), CODE + 2, "#UD is a fault: RIP at it");
+}
+
+Test(unicorn, undefined_opcode_without_idt_is_shutdown)
+{
+    st.sregs.idt.limit = 0;
+    load(s_undef, s_undef_end);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_SHUTDOWN, "%d %s", e.reason, e.detail);
+}
+
+Test(unicorn, kvm_fallback_delivers_ud_at_cpl0)
+{
+    struct vcpu *k = kvm_start(s_undef, s_undef_end);
+    uint8_t *kram = vmm_ram(kvm_vm);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(k, &o, &e), 0, "%s", e.detail);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT, "%d %s", e.reason, e.detail);
+    uint32_t vec;
+    memcpy(&vec, kram + VEC_LOG, 4);
+    cr_assert_eq(vec, 6, "the #UD stub ran (vector %u)", vec);
+    struct vmm_regs r;
+    vcpu_get_regs(k, &r);
+    uint64_t ret;
+    memcpy(&ret, kram + r.rsp, 8);
+    cr_assert_eq(ret, CODE + 2, "the frame points at the bad opcode");
+    kvm_stop();
+}
