@@ -195,6 +195,25 @@ unsigned vmm_insn_decode(const uint8_t *code, size_t n,
     return len;
 }
 
+unsigned vmm_insn_describe(char *buf, size_t cap, const uint8_t *code,
+                           size_t n, const struct vmm_sregs *s, int cpl,
+                           uint64_t rip)
+{
+    char text[64];
+    if (n > 16)
+        n = 16;
+    unsigned len = vmm_insn_decode(code, n, s, rip, text, sizeof text);
+    unsigned shown = len ? len : (unsigned)n;
+    char hex[3 * 16 + 1] = "";
+    for (unsigned i = 0; i < shown; i++)
+        snprintf(hex + 3 * i - (i ? 1 : 0), 4, "%s%02x", i ? " " : "",
+                 code[i]);
+    snprintf(buf, cap, "RIP=0x%llx CPL%d bytes [%s]%s%s%s",
+             (unsigned long long)rip, cpl, hex, text[0] ? " (" : "", text,
+             text[0] ? ")" : "");
+    return shown;
+}
+
 /* Per-thread cache: RIP after -> length, validated by the bytes. */
 #define CACHE_N 64
 static __thread struct {

@@ -747,21 +747,14 @@ static int exit_emu_fail(struct vcpu *cpu, struct vcpu_exit *e)
                 ? 15 : r->emulation_failure.insn_size;
         memcpy(e->emu.insn, r->emulation_failure.insn_bytes, n);
     }
-    char text[64] = "";
-    unsigned len = vmm_insn_decode(e->emu.insn, n, &s, regs.rip, text,
-                                   sizeof text);
-    e->emu.len = (uint8_t)(len ? len : n);
-    char hex[3 * 16 + 1] = "";
-    for (unsigned i = 0; i < e->emu.len; i++)
-        snprintf(hex + (i ? 3 * i - 1 : 0), 4, "%s%02x", i ? " " : "",
-                 e->emu.insn[i]);
+    char where[160];
+    e->emu.len = (uint8_t)vmm_insn_describe(where, sizeof where, e->emu.insn,
+                                            n, &s, e->emu.cpl, regs.rip);
     /* The return value is used so a long reason may be cut silently. */
     int n_out = snprintf(e->detail, sizeof e->detail,
-             "emulation failure at RIP=0x%llx CPL%d bytes [%s]%s%s%s: %s",
-             (unsigned long long)regs.rip, e->emu.cpl, hex,
-             text[0] ? " (" : "", text, text[0] ? ")" : "",
-             emu_reason(e->emu.insn, e->emu.len, e->emu.cpl,
-                        vmm_host_probe()->pvm));
+                         "emulation failure at %s: %s", where,
+                         emu_reason(e->emu.insn, e->emu.len, e->emu.cpl,
+                                    vmm_host_probe()->pvm));
     return n_out < 0 ? VMM_E_KVM : 0;
 }
 

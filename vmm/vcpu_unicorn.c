@@ -805,20 +805,24 @@ static void fill_emu(struct uni *u, struct vcpu_exit *e, uint64_t rip)
     }
 }
 
-/* The instruction at RIP is RDTSC-like: report it, never run it. */
+/* The instruction at RIP is RDTSC-like: report it, never run it (in the
+ * KVM backend's fallback too, which passes this report on). */
 static int stop_noreplay(struct uni *u, struct vcpu_exit *e)
 {
     uint64_t rip = uni_reg(u, UC_X86_REG_RIP);
-    char text[64] = "?";
-    unsigned len;
-    ublk_insn_at(&u->blocks, u->cpu->ram, u->cpu->ram_size, rip, u->mode,
-                 &len, text, sizeof text);
+    struct vmm_sregs s;
+    if (uni_get_sregs(u, &s))
+        return VMM_E_UNICORN;
     e->reason = VCPU_EXIT_EMU_FAIL;
     fill_emu(u, e, rip);
+    size_t n = rip < u->cpu->ram_size ? u->cpu->ram_size - rip : 0;
+    char where[160];
+    e->emu.len = (uint8_t)vmm_insn_describe(where, sizeof where, e->emu.insn,
+                                            n < 16 ? n : 16, &s, e->emu.cpl,
+                                            rip);
     snprintf(e->detail, sizeof e->detail,
-             "'%s' at rip 0x%" PRIx64 " reads host state (time/randomness) "
-             "that was not recorded: it cannot be replayed exactly",
-             text, rip);
+             "cannot run the instruction at %.150s: it reads host state "
+             "(time, randomness) that cannot be replayed", where);
     return 0;
 }
 
@@ -923,7 +927,10 @@ static int after_stop(struct uni *u, uc_err err, struct vcpu_exit *e)
             e->reason = VCPU_EXIT_KICK;
             return 1;
         case UWHY_NOREPLAY:
-            return stop_noreplay(u, e) ? -1 : 1;
+        {
+            int rc = stop_noreplay(u, e);
+            return rc ? rc : 1;
+        }
         case UWHY_MSR: {
             bool wr = rip + 1 < u->cpu->ram_size &&
                       u->cpu->ram[rip + 1] == 0x30;

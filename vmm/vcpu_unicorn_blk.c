@@ -268,7 +268,8 @@ int ublk_insn_at(struct ublk_cache *c, const uint8_t *ram, uint64_t ram_size,
         return VMM_E_STATE;
     *len = in[0].size;
     if (text)
-        snprintf(text, cap, "%s %s", in[0].mnemonic, in[0].op_str);
+        snprintf(text, cap, "%s%s%s", in[0].mnemonic,
+                 in[0].op_str[0] ? " " : "", in[0].op_str);
     cs_free(in, n);
     return 0;
 }

@@ -58,8 +58,16 @@ int vcpu_unicorn_emulate_one(struct vcpu *kvm_cpu, struct vcpu_exit *e)
     }
     if ((rc = vcpu_set_state(h, &s)) || (rc = vcpu_run(h, &o, &he)))
         goto out;
+    if (he.reason == VCPU_EXIT_EMU_FAIL) {
+        /* RDTSCP...: Unicorn's report names the bytes, RIP, CPL and why,
+         * and is the true reason the instruction did not run */
+        e->emu = he.emu;
+        snprintf(e->detail, sizeof e->detail, "%s", he.detail);
+        rc = VMM_E_UNSUPPORTED;
+        goto out;
+    }
     if (he.reason != VCPU_EXIT_STEP) {
-        /* triple fault, RDTSC...: report that instead of the failure */
+        /* triple fault...: report that instead of the failure */
         e->reason = he.reason;
         snprintf(e->detail, sizeof e->detail, "Unicorn fallback: %.200s",
                  he.detail);

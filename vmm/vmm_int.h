@@ -267,4 +267,13 @@ unsigned vmm_insn_decode(const uint8_t *code, size_t n,
                          const struct vmm_sregs *s, uint64_t rip, char *text,
                          size_t cap);
 
+/* Where an instruction that could not be executed is, for its one-line
+ * report: "RIP=0x101000 CPL0 bytes [0f 01 f9] (rdtscp)" into buf.  code
+ * holds n bytes from RIP (the mode of s decodes them); only the decoded
+ * instruction's bytes are shown, or all n when it does not decode.
+ * Returns the number of bytes shown. */
+unsigned vmm_insn_describe(char *buf, size_t cap, const uint8_t *code,
+                           size_t n, const struct vmm_sregs *s, int cpl,
+                           uint64_t rip);
+
 #endif /* TTVM_VMM_INT_H */

@@ -1310,6 +1310,8 @@ Test(unicorn, hit_filter_sees_rip_after_iretq)
 /* DA F4 is no x87 instruction (DA /6 with a register operand): #UD, in
  * the middle of a block Capstone cannot decode to its end. */
 SNIP(s_undef, "nop\n nop\n .byte 0xda, 0xf4\n hlt");
+/* RDTSCP (0F 01 F9) reads the host TSC: never run, at CPL0 either */
+SNIP(s_rdtscp, "rdtscp\n hlt");
 
 Test(unicorn, undefined_opcode_mid_block_raises_ud)
 {
@@ -1346,5 +1348,40 @@ Test(unicorn, kvm_fallback_delivers_ud_at_cpl0)
     uint64_t ret;
     memcpy(&ret, kram + r.rsp, 8);
     cr_assert_eq(ret, CODE + 2, "the frame points at the bad opcode");
+    kvm_stop();
+}
+
+/* What cannot be run is one message: bytes, RIP, CPL and why. */
+static void check_rdtscp_detail(const struct vcpu_exit *e)
+{
+    cr_assert_eq(e->reason, VCPU_EXIT_EMU_FAIL, "%d %s", e->reason,
+                 e->detail);
+    cr_assert(strstr(e->detail, "RIP=0x100000"), "%s", e->detail);
+    cr_assert(strstr(e->detail, "CPL0"), "%s", e->detail);
+    cr_assert(strstr(e->detail, "bytes [0f 01 f9]"), "%s", e->detail);
+    cr_assert(strstr(e->detail, "(rdtscp)"), "%s", e->detail);
+    cr_assert(strstr(e->detail, "host state"), "%s", e->detail);
+    cr_assert_eq(e->emu.len, 3);
+    cr_assert_eq(e->emu.cpl, 0);
+}
+
+Test(unicorn, rdtscp_refusal_names_bytes_rip_cpl)
+{
+    load(s_rdtscp, s_rdtscp_end);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(cpu, &o, &e), 0);
+    check_rdtscp_detail(&e);
+}
+
+Test(unicorn, kvm_fallback_refusal_names_bytes_rip_cpl)
+{
+    struct vcpu *k = kvm_start(s_rdtscp, s_rdtscp_end);
+    struct vcpu_exit e;
+    struct vcpu_run_opts o = {0};
+    cr_assert_eq(vcpu_run(k, &o, &e), 0, "%s", e.detail);
+    if (e.reason == VCPU_EXIT_HLT) /* a host whose KVM runs RDTSCP */
+        cr_skip_test("KVM executed rdtscp at CPL0 here");
+    check_rdtscp_detail(&e);
     kvm_stop();
 }
