@@ -3,7 +3,11 @@
 #  - tiny guests assembled here (tests/integration/tiny/*.S) for each
 #    behaviour the run loop must get right: both boot paths, command line,
 #    serial input, timer interrupts with HLT, cli;hlt, triple fault, an
-#    instruction KVM cannot execute, unknown ports, the timeout;
+#    undefined opcode in ring 0 with no IDT (triple fault, as QEMU), an
+#    instruction that cannot be run (RDTSCP: status 14 and its report),
+#    unknown ports, the timeout;
+#  - guests/undef: an undefined opcode in ring 0 reaches the SDK's #UD
+#    handler by both boot paths (and gives QEMU's output);
 #  - bad input: each a one-line error and its documented exit status;
 #  - every sample guest in $BUILD/guests (guest SDK) by both boot paths:
 #    same serial output and exit status from the ELF64 and the Multiboot
@@ -27,10 +31,12 @@ build32() {
         ld -m elf_i386 -Ttext-segment=0x100000 -e _start -o "$TMP/$1.mb" \
             "$TMP/$1.o"
 }
-for g in hello64 timer64 clihlt triple int3 ports echo64; do
+for g in hello64 timer64 clihlt triple int3 ports echo64 rdtscp; do
     build64 $g || { echo "cannot assemble $g"; exit 1; }
 done
-build32 hello32 || { echo "cannot assemble hello32"; exit 1; }
+for g in hello32 undef32; do
+    build32 $g || { echo "cannot assemble $g"; exit 1; }
+done
 build64 hello64 0x400000 && mv "$TMP/hello64.elf" "$TMP/high.elf" &&
     build64 hello64
 
@@ -82,6 +88,24 @@ run 8 "$TMP/triple.elf" && err_has "triple" && err_has "CR2=0x7fffffffff00"
 # #BP with no IDT: a triple fault, also under kvm-pvm, where the Unicorn
 # fallback completes the int3 KVM cannot emulate in ring 0.
 run 8 "$TMP/int3.elf" && err_has "triple"
+# An undefined opcode in ring 0 with no IDT: #UD, #DF, a triple fault at
+# the opcode (compared with QEMU below), never an internal error.
+undef_rip=$(printf '0x%x' "0x$(nm "$TMP/undef32.mb" | awk '$3 == "undef" { print $1 }')")
+run 8 "$TMP/undef32.mb" && out_is "U" && err_has "triple" &&
+    err_has "RIP=$undef_rip "
+# RDTSCP in ring 0 reads the host's TSC.  Under kvm-pvm neither KVM nor
+# the Unicorn fallback runs it: status 14 and one line with the bytes,
+# RIP, CPL and why.  (Run natively, the guest CPUID's missing RDTSCP bit
+# makes it #UD: a triple fault here, 8.)
+rdtscp_rip=$(printf '0x%x' "0x$(nm "$TMP/rdtscp.elf" | awk '$3 == "_start" { print $1 }')")
+if [ -d /sys/module/kvm_pvm ]; then
+    run 14 "$TMP/rdtscp.elf" && err_has "bytes \[0f 01 f9\] (rdtscp)" &&
+        err_has "at RIP=$rdtscp_rip CPL0 " && err_has "reads host state"
+else
+    timeout 60 "$TTVM" run "$TMP/rdtscp.elf" </dev/null >/dev/null 2>"$TMP/err"
+    s=$?
+    [ $s -eq 8 ] || [ $s -eq 14 ] || fail "rdtscp: status $s: $(cat "$TMP/err")"
+fi
 run 1 "$TMP/ports.elf" || true
 for p in 0x1234 0x99 0x98; do
     [ "$(grep -c "unknown I/O port $p " "$TMP/err")" -eq 1 ] ||
@@ -132,8 +156,20 @@ bad 2 "exactly one GUEST"
 bad 2 "exactly one GUEST" "$TMP/hello64.elf" "$TMP/hello32.mb"
 bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
 
-echo "== sample guests"
 G=$BUILD/guests
+echo "== #UD in ring 0 through the SDK's IDT"
+# guests/undef: DA F4 in ring 0; the SDK's exception handler reports the
+# #UD at the opcode and panics (EXIT_PANIC 0x70: status 225).  Under
+# kvm-pvm this is the Unicorn fallback delivering #UD into the guest.
+for img in "$G/undef/undef.elf" "$G/undef/undef.mb"; do
+    [ -e "$img" ] || { fail "no $img"; continue; }
+    run 225 "$img" &&
+        grep -q "^\[kernel\] ring 0: #UD (vector 6) at rip=0x" "$TMP/out" &&
+        grep -q "^PANIC: unexpected exception in the kernel" "$TMP/out" ||
+        fail "$(basename "$img"): $(cat "$TMP/out" "$TMP/err" | head -c 400)"
+done
+
+echo "== sample guests"
 # The boot path is part of some guests' output; rng prints random numbers.
 normalise() { sed 's/booted via [a-z0-9]*/booted via X/' "$1"; }
 n=0
@@ -195,6 +231,24 @@ if command -v qemu-system-x86_64 >/dev/null 2>&1; then
             fail "$name: output differs between QEMU and ttvm"
         echo "  $name: same output and status under QEMU ($accel)"
     done
+    # #UD in ring 0: the same report and status through the SDK's IDT
+    qemu "$G/undef/undef.mb" "" /dev/null "$TMP/undef.qemu"
+    qs=$?
+    "$TTVM" run "$G/undef/undef.mb" </dev/null >"$TMP/undef.ttvm" 2>/dev/null
+    ts=$?
+    [ $qs -eq $ts ] || fail "undef: QEMU status $qs, ttvm $ts"
+    cmp -s "$TMP/undef.qemu" "$TMP/undef.ttvm" ||
+        fail "undef: output differs between QEMU and ttvm"
+    # ... and with no IDT, the triple fault at the same instruction: QEMU
+    # logs #UD (v=06) there, then #DF and "Triple fault"
+    timeout 60 qemu-system-x86_64 -accel tcg -m 64 -kernel "$TMP/undef32.mb" \
+        -display none -monitor none -no-reboot -serial none \
+        -d int,cpu_reset -D "$TMP/undef32.qlog" </dev/null >/dev/null 2>&1
+    qpc=$(grep -m1 ' v=06 ' "$TMP/undef32.qlog" | sed -n 's/.* pc=\([0-9a-f]*\).*/\1/p')
+    grep -q "Triple fault" "$TMP/undef32.qlog" && [ -n "$qpc" ] &&
+        [ "$(printf '0x%x' "0x$qpc")" = "$undef_rip" ] ||
+        fail "undef32: QEMU's #UD at 0x$qpc, triple fault: $(grep -c 'Triple fault' "$TMP/undef32.qlog"); ttvm's at $undef_rip"
+    echo "  undef: same #UD report under QEMU; no IDT: triple fault at $undef_rip as under QEMU"
 else
     echo "  qemu-system-x86_64 not installed: comparison skipped"
 fi
