@@ -886,6 +886,12 @@ static int kvm_run_op(struct vcpu *cpu, const struct vcpu_run_opts *o,
             cpu->emu_fallback(cpu, e) == 0) {
             memset(e, 0, sizeof *e);
             e->icount = VCPU_ICOUNT_UNKNOWN;
+            /* The fallback executed the instruction: that was the step
+             * (running on would make it two). */
+            if (o->single_step) {
+                e->reason = VCPU_EXIT_STEP;
+                return 0;
+            }
             continue;
         }
         return 0;

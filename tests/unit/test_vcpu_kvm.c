@@ -287,3 +287,39 @@ Test(kvm, single_step_and_breakpoint_at_cpl0)
     cr_assert_eq(vcpu_set_breakpoints(cpu, NULL, 0), 0);
     expect_io(0x3f8, true, CODE + 3);
 }
+
+/* A single step over an instruction KVM cannot emulate at CPL0 under
+ * kvm-pvm (SSE: the Unicorn fallback completes it) is one instruction,
+ * as it is where the CPU runs it natively. */
+Test(kvm, single_step_over_a_fallback_instruction)
+{
+    static const uint8_t c[] = {
+        0x66, 0x48, 0x0f, 0x6e, 0xc0, /* movq xmm0, rax */
+        0x90,                         /* nop */
+        0xee, 0xeb, 0xfe,             /* out dx, al; jmp $ */
+    };
+    start(c, sizeof c, 0);
+    if (!(vcpu_caps(cpu) & VCPU_CAP_STEP))
+        cr_skip_test("no single-step on this host");
+    struct vmm_regs r;
+    vcpu_get_regs(cpu, &r);
+    r.rax = 0x1234;
+    vcpu_set_regs(cpu, &r);
+    struct vcpu_run_opts step = { .single_step = true };
+    struct vcpu_exit e;
+    cr_assert_eq(vcpu_run(cpu, &step, &e), 0);
+    cr_assert_eq(e.reason, VCPU_EXIT_STEP, "exit %d: %s", e.reason, e.detail);
+    vcpu_get_regs(cpu, &r);
+    cr_assert_eq(r.rip, CODE + 5, "one step ran to 0x%llx",
+                 (unsigned long long)r.rip);
+    struct vmm_cpu_state st;
+    vcpu_get_state(cpu, &st);
+    uint64_t x;
+    memcpy(&x, st.fpu.xmm[0], sizeof x);
+    cr_assert_eq(x, 0x1234, "the SSE instruction ran");
+    cr_assert_eq(vcpu_run(cpu, &step, &e), 0);
+    cr_assert_eq(e.reason, VCPU_EXIT_STEP, "exit %d", e.reason);
+    vcpu_get_regs(cpu, &r);
+    cr_assert_eq(r.rip, CODE + 6);
+    expect_io(0x3f8, true, CODE + 6);
+}
