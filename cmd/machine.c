@@ -109,11 +109,32 @@ int cmd_read_file(const char *path, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* Serial input is read as a byte stream: a file, a pipe or FIFO, a
+ * terminal or /dev/null, a socket.  A directory (or a disk) opens fine
+ * for reading but is no stream: refuse it rather than run with no input. */
+static const char *not_a_stream(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return strerror(errno);
+    if (S_ISDIR(st.st_mode))
+        return "is a directory, not a file";
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) &&
+        !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode))
+        return "not a file, pipe or character device";
+    return NULL;
+}
+
 static int open_fds(struct cmd_machine *m)
 {
     if (m->input && (m->in_fd = open(m->input, O_RDONLY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "ttvm %s: --input %s: %s\n", m->prog, m->input,
                 strerror(errno));
+        return TTVM_EXIT_USAGE;
+    }
+    const char *why = m->input ? not_a_stream(m->in_fd) : NULL;
+    if (why) {
+        fprintf(stderr, "ttvm %s: --input %s: %s\n", m->prog, m->input, why);
         return TTVM_EXIT_USAGE;
     }
     if (!m->input && fcntl(STDIN_FILENO, F_GETFD) >= 0)

@@ -113,11 +113,17 @@ static int elf_segments(const uint8_t *img, size_t len, bool is64,
     }
     if (phnum == 0)
         return fail(info, "ELF: no program headers");
-    if (phoff > len || phnum * phentsize > len - phoff)
+    uint64_t phsize = phnum * phentsize; /* both 16-bit: cannot wrap */
+    if (phoff > UINT64_MAX - phsize)
+        return fail(info,
+                    "ELF: program header table offset 0x%llx + %llu bytes "
+                    "overflows (bad e_phoff)", (unsigned long long)phoff,
+                    (unsigned long long)phsize);
+    if (phoff > len || phsize > len - phoff)
         return fail(info,
                     "ELF: truncated (program headers end at %llu, file "
                     "has %zu bytes)",
-                    (unsigned long long)(phoff + phnum * phentsize), len);
+                    (unsigned long long)(phoff + phsize), len);
     unsigned loads = 0;
     for (unsigned i = 0; i < phnum; i++) {
         const uint8_t *p = img + phoff + i * phentsize;
@@ -139,6 +145,12 @@ static int elf_segments(const uint8_t *img, size_t len, bool is64,
         if (type != PT_LOAD || s.memsz == 0)
             continue;
         loads++;
+        if (s.off > UINT64_MAX - s.filesz)
+            return fail(info,
+                        "ELF: segment %u offset 0x%llx + 0x%llx bytes "
+                        "overflows (bad p_offset)",
+                        i, (unsigned long long)s.off,
+                        (unsigned long long)s.filesz);
         if (s.off > len || s.filesz > len - s.off)
             return fail(info,
                         "ELF: segment %u is truncated (needs bytes up to "
@@ -351,9 +363,12 @@ static int image_do(const uint8_t *img, size_t len, enum vmm_boot_mode mode,
                 return elf64_do(img, len, c);
         }
         if (mb_find(img, len, info) == -1 && is_elf(img, len)) {
+            /* No ELF header is shorter than ELF32's: the class and
+             * machine fields may not even be there. */
+            if (len < sizeof(Elf32_Ehdr))
+                return fail(info, "ELF: truncated header (%zu bytes)", len);
             uint16_t machine = 0;
-            if (len >= 20)
-                memcpy(&machine, img + 18, 2);
+            memcpy(&machine, img + 18, 2);
             if (machine != EM_386 && machine != EM_X86_64)
                 return fail(info, "not an x86 image (ELF machine %u)",
                             machine);

@@ -137,11 +137,17 @@ cp "$TMP/hello32.mb" "$TMP/badsum.mb"
 moff=$(grep -obUaP '\x02\xb0\xad\x1b' "$TMP/badsum.mb" | head -1 | cut -d: -f1)
 printf '\x00' | dd of="$TMP/badsum.mb" bs=1 seek=$((moff + 8)) conv=notrunc 2>/dev/null
 : >"$TMP/empty"
+printf '\x7fELF' >"$TMP/magic"
+cp "$TMP/hello64.elf" "$TMP/phoff.elf" # e_phoff = 0xfffffffffffffff0
+printf '\xf0\xff\xff\xff\xff\xff\xff\xff' |
+    dd of="$TMP/phoff.elf" bs=1 seek=32 conv=notrunc 2>/dev/null
 bad 4 "no Multiboot header" "$TMP/random"
 bad 4 "truncated" "$TMP/trunc.elf"
 bad 4 "not an x86" "$TMP/arm.elf"
 bad 4 "bad checksum" "$TMP/badsum.mb"
 bad 4 "empty image" "$TMP/empty"
+bad 4 "truncated header" "$TMP/magic"
+bad 4 "offset 0xfffffffffffffff0 + 112 bytes overflows" "$TMP/phoff.elf"
 bad 4 "outside guest RAM" --mem 2M "$TMP/high.elf"
 bad 4 "no Multiboot header" --boot multiboot "$TMP/hello64.elf"
 bad 4 "expected a 64-bit" --boot elf64 "$TMP/hello32.mb"
@@ -155,6 +161,7 @@ bad 2 "unknown" --frobnicate "$TMP/hello64.elf"
 bad 2 "exactly one GUEST"
 bad 2 "exactly one GUEST" "$TMP/hello64.elf" "$TMP/hello32.mb"
 bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
+bad 2 "input $TMP: is a directory" --input "$TMP" "$TMP/hello64.elf"
 
 G=$BUILD/guests
 echo "== #UD in ring 0 through the SDK's IDT"

@@ -251,6 +251,38 @@ Test(elf64, refuses_bad_images)
     expect_refused(img, len, VMM_BOOT_AUTO, "not an executable");
 }
 
+/* Offsets so large that offset + size wraps: named as such, never
+ * reported as a small end ("program headers end at 96"). */
+Test(elf64, refuses_wrapping_offsets)
+{
+    struct seg_spec ok = { 0x100000, 0x100, 0x100, 1 };
+    size_t len = make_elf64(img, sizeof img, 0x100000, &ok, 1);
+    ((Elf64_Ehdr *)img)->e_phoff = 0xfffffffffffffff0ull;
+    expect_refused(img, len, VMM_BOOT_AUTO, "program header table");
+    expect_refused(img, len, VMM_BOOT_AUTO, "0xfffffffffffffff0");
+    struct vmm_image_info info;
+    vmm_image_probe(img, len, VMM_BOOT_AUTO, MEM, &info);
+    cr_assert(!strstr(info.error, "end at 96"), "%s", info.error);
+
+    len = make_elf64(img, sizeof img, 0x100000, &ok, 1);
+    ((Elf64_Phdr *)(img + sizeof(Elf64_Ehdr)))->p_offset =
+        0xffffffffffffff80ull;
+    expect_refused(img, len, VMM_BOOT_AUTO, "segment 0");
+    expect_refused(img, len, VMM_BOOT_AUTO, "0xffffffffffffff80");
+}
+
+/* Only the ELF magic: a truncated header, not "ELF machine 0". */
+Test(elf64, refuses_bare_elf_magic_as_truncated)
+{
+    memcpy(img, "\x7f" "ELF", 4);
+    expect_refused(img, 4, VMM_BOOT_AUTO, "truncated");
+    expect_refused(img, 4, VMM_BOOT_ELF64, "truncated");
+    img[EI_CLASS] = ELFCLASS32;
+    expect_refused(img, 20, VMM_BOOT_AUTO, "truncated");
+    img[EI_CLASS] = ELFCLASS64;
+    expect_refused(img, 20, VMM_BOOT_AUTO, "truncated");
+}
+
 Test(elf64, refuses_random_bytes_and_empty)
 {
     srand(7);
