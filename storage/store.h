@@ -242,6 +242,28 @@ int store_index_put_tail_pages(struct store *st, const uint64_t *gfns,
                                size_t n);
 int store_index_tail_pages(struct store *st, uint64_t **gfns, size_t *n);
 
+/* ---- code coverage windows (written by the replayer while indexing) ---- */
+
+/* The code that ran in the window of positions from start up to the next
+ * window's start (or the end of the run): translation blocks as sorted,
+ * disjoint ranges [addr, addr + len) of guest addresses.  A breakpoint
+ * outside every range of a window cannot hit there, so searches skip it.
+ * Buffered like the index; store_cover_clear drops them (re-indexing). */
+struct store_code_range {
+    uint64_t addr;
+    uint32_t len;
+    uint32_t pad;
+};
+int store_cover_put(struct store *st, uint64_t start,
+                    const struct store_code_range *c, size_t n);
+/* Every window's first position, ascending; *starts malloc'd (none: 0). */
+int store_cover_windows(struct store *st, uint64_t **starts, size_t *n);
+/* The ranges of the window at start (*out malloc'd); STORE_E_NOTFOUND when
+ * there is none. */
+int store_cover_get(struct store *st, uint64_t start,
+                    struct store_code_range **out, size_t *n);
+int store_cover_clear(struct store *st);
+
 /* ---- statistics for `ttvm info` ---- */
 
 struct store_stats {

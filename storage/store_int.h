@@ -47,6 +47,7 @@ enum val_type {
     VT_MARK = 9,
     VT_STATS = 10,
     VT_HASHLIST = 11,
+    VT_COVER = 12,
 };
 
 /* The named databases (FORMAT.md).  The numbers are also the "db tag" mixed
