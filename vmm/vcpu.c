@@ -178,6 +178,21 @@ int vcpu_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx)
     return cpu->ops->set_hit_filter(cpu, fn, ctx);
 }
 
+int vcpu_coverage(struct vcpu *cpu, bool on)
+{
+    if (!cpu->ops->coverage)
+        return VMM_E_UNSUPPORTED;
+    return cpu->ops->coverage(cpu, on);
+}
+
+int vcpu_coverage_take(struct vcpu *cpu, struct vcpu_code_range **out,
+                       size_t *n)
+{
+    if (!cpu->ops->coverage_take)
+        return VMM_E_UNSUPPORTED;
+    return cpu->ops->coverage_take(cpu, out, n);
+}
+
 int vcpu_irq_ready(struct vcpu *cpu)
 {
     if (cpu->ops->irq_ready)

@@ -311,6 +311,8 @@ static void on_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         return;
     }
     u->retranslated = false;
+    if (u->cover_on && b->cover_epoch != u->cover_epoch)
+        uni_cover_block(u, b);
     unsigned eff = b->ninsn;
     bool cont = (b->flags & UBLK_REP_FIRST) && u->last_insn == addr;
     if (cont) {
@@ -664,6 +666,7 @@ static void uni_fini(struct vcpu *cpu)
     if (u->uc)
         uc_close(u->uc);
     ublk_cache_fini(&u->blocks);
+    uni_cover_fini(u);
     if (u->dirty_own)
         free(u->dirty);
     free(u->sites);
@@ -1242,4 +1245,6 @@ const struct vcpu_ops vcpu_unicorn_ops = {
     .kick = uni_kick,
     .set_hit_filter = uni_set_hit_filter,
     .dirty_log = uni_dirty_log,
+    .coverage = uni_coverage,
+    .coverage_take = uni_coverage_take,
 };

@@ -54,6 +54,7 @@ struct ublk {
     uint8_t *bytes;      /* copy of the guest bytes, to detect changes */
     uint16_t *off;       /* ninsn + 1 instruction offsets (off[ninsn] = size) */
     uint8_t *kind;       /* per instruction: usite_kind bits */
+    uint32_t cover_epoch;/* coverage window it was last noted in (0: none) */
     struct ublk *next;   /* hash chain */
 };
 
@@ -252,9 +253,23 @@ struct uni {
     vcpu_hit_fn hit_fn;
     void *hit_ctx;
     int hit_err;
+
+    /* code coverage (vcpu_coverage, vcpu_unicorn_cover.c) */
+    bool cover_on;
+    bool cover_lost;      /* out of memory: this window is unknown */
+    uint32_t cover_epoch;
+    struct vcpu_code_range *cover;
+    size_t ncover, capcover;
 };
 
 #define NO_INSN UINT64_MAX
+
+/* Code coverage (vcpu_unicorn_cover.c). */
+void uni_cover_block(struct uni *u, struct ublk *b);
+int uni_coverage(struct vcpu *cpu, bool on);
+int uni_coverage_take(struct vcpu *cpu, struct vcpu_code_range **out,
+                      size_t *n);
+void uni_cover_fini(struct uni *u);
 
 static inline struct uni *uni_of(struct vcpu *cpu) { return cpu->priv; }
 

@@ -256,6 +256,12 @@ enum {
  * The backend runs over RAM it does not own (vcpu_create's ram/size): it
  * never reads or writes outside [ram, ram+size).
  */
+/* Guest code addresses [addr, addr + len) (vcpu_coverage). */
+struct vcpu_code_range {
+    uint64_t addr;
+    uint32_t len, pad;
+};
+
 struct vcpu_ops {
     const char *name; /* "kvm", "unicorn" */
     int (*init)(struct vcpu *cpu);
@@ -298,6 +304,10 @@ struct vcpu_ops {
      * watchpoint hit whether to stop (vcpu_hit_fn); NULL = every hit
      * stops. */
     int (*set_hit_filter)(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx);
+    /* Optional: code coverage (see vcpu_coverage). */
+    int (*coverage)(struct vcpu *cpu, bool on);
+    int (*coverage_take)(struct vcpu *cpu, struct vcpu_code_range **out,
+                         size_t *n);
 };
 
 extern const struct vcpu_ops vcpu_kvm_ops;
@@ -343,6 +353,15 @@ void vcpu_set_icount(struct vcpu *cpu, uint64_t icount);
 int vcpu_dirty_log(struct vcpu *cpu, uint64_t *bitmap);
 void vcpu_kick(struct vcpu *cpu);
 int vcpu_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx);
+/* Code coverage: with it on, the backend notes the code that runs (whole
+ * translation blocks: a superset of the instructions executed).
+ * vcpu_coverage_take returns what ran since coverage was turned on or last
+ * taken, as sorted, disjoint ranges (*out malloc'd), and starts afresh.
+ * VMM_E_UNSUPPORTED on backends without it (KVM); -ENOMEM when the
+ * window could not be kept whole. */
+int vcpu_coverage(struct vcpu *cpu, bool on);
+int vcpu_coverage_take(struct vcpu *cpu, struct vcpu_code_range **out,
+                       size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* Host probe: what this machine's KVM can do.                               */

@@ -1385,3 +1385,42 @@ Test(unicorn, kvm_fallback_refusal_names_bytes_rip_cpl)
     check_rdtscp_detail(&e);
     kvm_stop();
 }
+
+/* ---- code coverage -------------------------------------------------------- */
+
+static bool covered(const struct vcpu_code_range *c, size_t n, uint64_t a)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a >= c[i].addr && a < c[i].addr + c[i].len)
+            return true;
+    return false;
+}
+
+/* What ran, window by window: s_loop's instructions are 0 mov (5 bytes),
+ * 5 xor, 7 add, 10 dec, 12 jnz, 14 hlt. */
+Test(unicorn, coverage_windows_hold_what_ran)
+{
+    load(s_loop, s_loop_end);
+    cr_assert_eq(vcpu_coverage(cpu, true), 0);
+    struct vcpu_code_range *c;
+    size_t n;
+    run_n(2); /* mov, xor */
+    cr_assert_eq(vcpu_coverage_take(cpu, &c, &n), 0);
+    cr_assert(covered(c, n, CODE) && covered(c, n, CODE + 5));
+    for (size_t i = 1; i < n; i++)
+        cr_assert_gt(c[i].addr, c[i - 1].addr + c[i - 1].len - 1,
+                     "sorted, disjoint");
+    free(c);
+    run_n(300); /* the loop only */
+    cr_assert_eq(vcpu_coverage_take(cpu, &c, &n), 0);
+    cr_assert(covered(c, n, CODE + 7) && covered(c, n, CODE + 12));
+    cr_assert(!covered(c, n, CODE + 0x400), "code that never ran");
+    free(c);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(vcpu_coverage_take(cpu, &c, &n), 0);
+    cr_assert(covered(c, n, CODE + 14), "the hlt ran in the last window");
+    free(c);
+    cr_assert_eq(vcpu_coverage(cpu, false), 0);
+    cr_assert_eq(vcpu_coverage_take(cpu, &c, &n), VMM_E_ARG);
+}
