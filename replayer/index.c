@@ -38,6 +38,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,22 @@
 #define ISNAP_EVERY_DEFAULT (32ull << 20)
 #define FOLLOW_POLL_NS (20 * 1000 * 1000)
 #define SEARCH_STUCK_MAX 64 /* rounds of a search without moving on */
+#define COVER_EVERY (4ull << 20) /* instructions per coverage window */
 
 enum bp_mode { BP_NONE, BP_KICK, BP_IOSNAP, BP_EXIT };
+
+/* A window of positions [start, next window's start) and the code that
+ * ran in it. */
+struct ix_window {
+    uint64_t start;
+    struct vcpu_code_range *code;
+    size_t n;
+};
+_Static_assert(sizeof(struct vcpu_code_range) ==
+                   sizeof(struct store_code_range) &&
+               offsetof(struct vcpu_code_range, len) ==
+                   offsetof(struct store_code_range, len),
+               "code range layouts");
 
 struct rp_index {
     struct replay *r;
@@ -64,6 +79,12 @@ struct rp_index {
     uint64_t isnap_every, isnap_next;
     struct cp_pool *xpool; /* index snapshots not yet written */
     size_t nx;
+
+    /* code coverage windows (store_cover_put), written with the index */
+    bool cover_ok;         /* every window so far is known */
+    uint64_t cover_start, cover_next;
+    struct ix_window *wins;
+    size_t nwins, capwins;
 
     /* breakpoint searches */
     enum bp_mode bp;
@@ -677,9 +698,63 @@ static int exit_error(struct rp_index *ix, int rc, const struct vcpu_exit *e,
                    e->detail);
 }
 
+/* ---- code coverage windows ------------------------------------------------ */
+
+/* Ends the window that started at cover_start here and starts the next.
+ * A window that could not be kept whole turns coverage off for the whole
+ * trace: a missing window would read as part of its neighbour. */
+static int cover_cut(struct rp_index *ix)
+{
+    struct replay *r = ix->r;
+    if (!ix->cover_ok || r->pos == ix->cover_start)
+        return 0;
+    struct vcpu_code_range *c = NULL;
+    size_t n = 0;
+    int rc = vcpu_coverage_take(r->cpu, &c, &n);
+    void *arr = ix->wins;
+    if (!rc && ix->nwins == ix->capwins) {
+        size_t cap = ix->capwins ? 2 * ix->capwins : 64;
+        if ((arr = realloc(ix->wins, cap * sizeof *ix->wins))) {
+            ix->wins = arr;
+            ix->capwins = cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc) {
+        free(c);
+        ix->cover_ok = false; /* searches just do not skip */
+        return rc == -ENOMEM ? 0 : rp_fail(r, rc, "code coverage: %s",
+                                           vmm_strerror(rc));
+    }
+    ix->wins[ix->nwins++] =
+        (struct ix_window){.start = ix->cover_start, .code = c, .n = n};
+    ix->cover_start = r->pos;
+    ix->cover_next = r->pos + COVER_EVERY;
+    return 0;
+}
+
+static int cover_write(struct rp_index *ix)
+{
+    struct replay *r = ix->r;
+    int rc = store_cover_clear(r->st);
+    for (size_t i = 0; !rc && ix->cover_ok && i < ix->nwins; i++)
+        rc = store_cover_put(r->st, ix->wins[i].start,
+                             (const struct store_code_range *)ix->wins[i].code,
+                             ix->wins[i].n);
+    return rc ? rp_store_fail(r, rc, "writing code coverage") : 0;
+}
+
+static void cover_free(struct rp_index *ix)
+{
+    for (size_t i = 0; i < ix->nwins; i++)
+        free(ix->wins[i].code);
+    free(ix->wins);
+}
+
 static int deliver_pending(struct rp_index *ix);
 
-/* One vcpu_run, at most to the next index snapshot. */
+/* One vcpu_run, at most to the next index snapshot or coverage cut. */
 static int vrun(struct rp_index *ix, uint64_t limit, struct vcpu_exit *e)
 {
     struct replay *r = ix->r;
@@ -687,6 +762,8 @@ static int vrun(struct rp_index *ix, uint64_t limit, struct vcpu_exit *e)
     if (drc < 0)
         return drc;
     uint64_t to = ix->isnap_next;
+    if (ix->cover_ok && ix->cover_next < to)
+        to = ix->cover_next;
     if (limit && r->pos + limit < to)
         to = r->pos + limit;
     if (to <= r->pos)
@@ -696,6 +773,11 @@ static int vrun(struct rp_index *ix, uint64_t limit, struct vcpu_exit *e)
     r->run_err = 0;
     int rc = vcpu_run(r->cpu, &o, e);
     r->pos = vcpu_icount(r->cpu);
+    if (ix->cover_ok && r->pos >= ix->cover_next) {
+        int crc = cover_cut(ix);
+        if (crc)
+            return crc;
+    }
     if (ix->ended)
         return r->run_err == REPLAY_E_RANGE ? 0 : rc;
     if (!rc)
@@ -1073,6 +1155,8 @@ static int write_index(struct rp_index *ix, const char *trace,
             rc = write_isnap(r, c);
         }
     }
+    if (!rc)
+        rc = cover_write(ix);
     uint64_t *tail = NULL;
     size_t ntail = 0;
     if (!rc && ix->tracking)
@@ -1119,6 +1203,8 @@ static int index_setup(struct rp_index *ix, const char *trace,
     vcpu_set_io(r->cpu, &ix_io, r);
     if ((rc = vcpu_set_hit_filter(r->cpu, ix_on_hit, r)))
         return rp_fail(r, rc, "hit filter: %s", vmm_strerror(rc));
+    ix->cover_ok = vcpu_coverage(r->cpu, true) == 0;
+    ix->cover_next = COVER_EVERY;
     struct vmm_cpu_state s;
     if ((rc = rp_snap_cpu(r, 0, &s)))
         return rc;
@@ -1168,6 +1254,8 @@ static int index_run(struct rp_index *ix)
         return rc;
     if (!ix->ended)
         r->end = r->pos;
+    if ((rc = cover_cut(ix)))
+        return rc;
     if (ix->snap_next < r->nsnaps)
         return rp_fail(r, STORE_E_CORRUPT, "trace corrupt: snapshot %u "
                        "could not be placed", ix->snap_next);
@@ -1212,6 +1300,7 @@ int rp_index_trace(const char *trace, const struct replay_opts *o,
         snprintf(index_detail, sizeof index_detail, "%s", r->detail);
     if (ix) {
         cp_pool_destroy(ix->xpool);
+        cover_free(ix);
         want_free(ix);
         free(ix->pos_of);
         free(ix->bits);

@@ -54,6 +54,10 @@ struct replay_opts {
                                   recorded (by another process): index it
                                   as it is committed, write the index once
                                   it is complete (or its recorder died) */
+    bool no_skip;              /* re-execute every stretch a search spans,
+                                  even where the index's code coverage
+                                  says no breakpoint can run (ground truth
+                                  for tests) */
 };
 
 /* Opens a trace for replay, indexing it first when the index is missing

@@ -173,6 +173,13 @@ struct rp_watch_exit {
     uint32_t len, kind;
 };
 
+/* The code that ran in one coverage window (loaded on first use). */
+struct rp_cover {
+    struct store_code_range *code;
+    size_t n;
+    bool loaded;
+};
+
 struct replay {
     struct store *st;
     char *path;
@@ -211,6 +218,11 @@ struct replay {
     uint64_t *tail;
     size_t ntail;
     bool tail_known;
+
+    /* code coverage windows (store_cover_*): ranges loaded on first use */
+    uint64_t *cov_start;   /* window i is [cov_start[i], cov_start[i+1]) */
+    struct rp_cover *cov;
+    size_t ncov;
 
     /* the current state */
     uint64_t pos;
@@ -266,6 +278,15 @@ int rp_interval_pages(struct replay *r, uint32_t k, const uint64_t **g,
                       size_t *n, bool *known);
 /* Interval of canonical position p. */
 uint32_t rp_interval_of(const struct replay *r, uint64_t p);
+/* Could any armed breakpoint's address run in [a, b)?  From the coverage
+ * windows; *maybe is true where they are missing.  *last_end is the end of
+ * the last window in [a, b) where one may (b when unknown), so a search
+ * need not run past it. */
+int rp_breaks_may_run(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
+                      uint64_t *last_end);
+/* The first position at or after from where an armed breakpoint's window
+ * begins (from itself when unknown, the end when none may ever run). */
+int rp_breaks_next_run(struct replay *r, uint64_t from, uint64_t *at);
 /* First event index >= from that is not I/O (nev if none). */
 uint64_t rp_next_stop(const struct replay *r, uint64_t from);
 /* Index of the first unconsumed event in the canonical state at p. */

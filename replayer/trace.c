@@ -304,6 +304,111 @@ static int load_tail(struct replay *r)
     return 0;
 }
 
+static int load_cover(struct replay *r)
+{
+    if (r->o.no_skip)
+        return 0;
+    int rc = store_cover_windows(r->st, &r->cov_start, &r->ncov);
+    if (rc)
+        return rp_store_fail(r, rc, "reading code coverage");
+    if (r->ncov && r->cov_start[0] != 0) {
+        r->ncov = 0; /* not from the start: do not trust it */
+        return 0;
+    }
+    if (r->ncov && !(r->cov = calloc(r->ncov, sizeof *r->cov)))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Window holding position p (ncov > 0). */
+static size_t cover_of(const struct replay *r, uint64_t p)
+{
+    size_t lo = 0, hi = r->ncov;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->cov_start[mid] <= p)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool code_has(const struct rp_cover *c, uint64_t addr)
+{
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) { /* first range ending past addr */
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->code[mid].addr + c->code[mid].len <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n && c->code[lo].addr <= addr;
+}
+
+static int cover_window(struct replay *r, size_t i, const struct rp_cover **c)
+{
+    struct rp_cover *w = &r->cov[i];
+    if (!w->loaded) {
+        int rc = store_cover_get(r->st, r->cov_start[i], &w->code, &w->n);
+        if (rc)
+            return rp_store_fail(r, rc, "reading code coverage");
+        w->loaded = true;
+    }
+    *c = w;
+    return 0;
+}
+
+int rp_breaks_may_run(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
+                      uint64_t *last_end)
+{
+    *maybe = true;
+    *last_end = b;
+    if (!r->ncov || a >= b)
+        return 0;
+    *maybe = false;
+    for (size_t i = cover_of(r, b - 1) + 1; i-- > 0;) {
+        uint64_t lo = r->cov_start[i];
+        uint64_t hi = i + 1 < r->ncov ? r->cov_start[i + 1] : UINT64_MAX;
+        if (hi <= a)
+            break;
+        const struct rp_cover *c = NULL;
+        int rc = cover_window(r, i, &c);
+        if (rc)
+            return rc;
+        for (size_t k = 0; k < r->nbps; k++)
+            if (code_has(c, r->bps[k])) {
+                *maybe = true;
+                *last_end = hi < b ? hi : b;
+                return 0;
+            }
+        if (lo <= a)
+            break;
+    }
+    return 0;
+}
+
+int rp_breaks_next_run(struct replay *r, uint64_t from, uint64_t *at)
+{
+    *at = from;
+    if (!r->ncov)
+        return 0;
+    for (size_t i = cover_of(r, from); i < r->ncov; i++) {
+        const struct rp_cover *c = NULL;
+        int rc = cover_window(r, i, &c);
+        if (rc)
+            return rc;
+        for (size_t k = 0; k < r->nbps; k++)
+            if (code_has(c, r->bps[k])) {
+                *at = r->cov_start[i] > from ? r->cov_start[i] : from;
+                return 0;
+            }
+    }
+    *at = r->end > from ? r->end : from;
+    return 0;
+}
+
 int rp_trace_load(struct replay *r)
 {
     r->complete = store_is_complete(r->st);
@@ -323,6 +428,8 @@ int rp_trace_load(struct replay *r)
         rc = load_isnaps(r);
     if (!rc)
         rc = load_tail(r);
+    if (!rc)
+        rc = load_cover(r);
     if (!rc && !r->tail_known &&
         (r->nev > r->snaps[r->nsnaps - 1].event_index ||
          r->end > r->snaps[r->nsnaps - 1].icount))
@@ -346,6 +453,13 @@ void rp_trace_free(struct replay *r)
     free(r->snaps);
     free(r->isnaps);
     free(r->tail);
+    for (size_t i = 0; r->cov && i < r->ncov; i++)
+        free(r->cov[i].code);
+    free(r->cov);
+    free(r->cov_start);
+    r->cov = NULL;
+    r->cov_start = NULL;
+    r->ncov = 0;
     free(r->ev_icount);
     free(r->ev_kind);
     free(r->stops);

@@ -147,36 +147,40 @@ int rp_goto(struct replay *r, uint64_t t)
 
 /* ---- backward search ---------------------------------------------------- */
 
-/* Could [a, b) hit anything?  Breakpoints and read watchpoints: maybe;
- * write watchpoints only if a write set of the intervals spanned holds
- * one of their pages. */
-static int may_hit(struct replay *r, uint64_t a, uint64_t b, bool *maybe)
+/* Could [a, b) hit anything?  Read watchpoints: maybe; breakpoints only
+ * in coverage windows that ran their address; write watchpoints only if a
+ * write set of the intervals spanned holds one of their pages.  *scan_to:
+ * where a scan of [a, b) may stop (no breakpoint can run past it). */
+static int may_hit(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
+                   uint64_t *scan_to)
 {
     *maybe = true;
-    if (r->nbps)
-        return 0;
+    *scan_to = b;
     for (size_t i = 0; i < r->nwatch; i++)
         if (r->watches[i].kind & VCPU_WATCH_READ)
             return 0;
-    *maybe = false;
+    bool code = false, data = false;
+    uint64_t code_end = a;
+    int rc = r->nbps ? rp_breaks_may_run(r, a, b, &code, &code_end) : 0;
     uint32_t ka = rp_interval_of(r, a), kb = rp_interval_of(r, b);
-    for (uint32_t k = ka; k <= kb && !*maybe; k++) {
+    for (uint32_t k = ka; !rc && r->nwatch && k <= kb && !data; k++) {
         const uint64_t *g;
         size_t n;
         bool known;
-        int rc = rp_interval_pages(r, k, &g, &n, &known);
-        if (rc)
-            return rc;
-        *maybe = !known;
-        for (size_t w = 0; w < r->nwatch && !*maybe; w++) {
+        rc = rp_interval_pages(r, k, &g, &n, &known);
+        data = !rc && !known;
+        for (size_t w = 0; !rc && w < r->nwatch && !data; w++) {
             uint64_t lo = r->watches[w].addr / RP_PAGE;
             uint64_t hi = (r->watches[w].addr + r->watches[w].len - 1) /
                           RP_PAGE;
-            for (size_t i = 0; i < n && !*maybe; i++)
-                *maybe = g[i] >= lo && g[i] <= hi;
+            for (size_t i = 0; i < n && !data; i++)
+                data = g[i] >= lo && g[i] <= hi;
         }
     }
-    return 0;
+    *maybe = code || data;
+    if (!data)
+        *scan_to = code_end;
+    return rc;
 }
 
 /* Re-executes to hi logging hits, with a checkpoint now and then so that
@@ -212,8 +216,9 @@ static int search_back(struct replay *r, uint64_t lo, uint64_t hi,
             return REPLAY_E_INTERRUPTED;
         struct start s;
         bool maybe;
+        uint64_t scan_to;
         best_start(r, top - 1, true, &s);
-        int rc = may_hit(r, s.pos, top, &maybe);
+        int rc = may_hit(r, s.pos, top, &maybe, &scan_to);
         if (!rc && maybe) {
             rc = go_start(r, &s);
             if (!rc)
@@ -221,7 +226,7 @@ static int search_back(struct replay *r, uint64_t lo, uint64_t hi,
             memset(&r->hit, 0, sizeof r->hit);
             r->log_lo = s.pos > lo ? s.pos : lo;
             if (!rc)
-                rc = scan(r, top);
+                rc = scan(r, scan_to);
             int arc = rp_arm(r, RP_ARM_NONE);
             if (!rc)
                 rc = arc;
@@ -385,12 +390,29 @@ int replay_step(struct replay *r, int64_t n, bool honour_breaks,
     return finish(r, rc, reasons, n >= 0, st);
 }
 
+/* Before a forward continue with breakpoints only: a restore point past
+ * the stretch where none of them can run is a jump, not a replay. */
+static int skip_ahead(struct replay *r)
+{
+    if (!r->nbps || r->nwatch || !r->ncov)
+        return 0;
+    uint64_t at;
+    int rc = rp_breaks_next_run(r, r->pos, &at);
+    if (rc || at < r->pos + CP_NEAR)
+        return rc;
+    struct start s;
+    best_start(r, at, true, &s);
+    return s.kind != START_CUR && s.pos > r->pos ? go_start(r, &s) : 0;
+}
+
 static int continue_forward(struct replay *r, unsigned *reasons)
 {
     if (r->pos >= r->end)
         return 0;
     enum rp_why why;
     int rc = rp_user_undo(r);
+    if (!rc)
+        rc = skip_ahead(r);
     if (!rc)
         rc = rp_arm(r, RP_ARM_STOP);
     if (!rc)

@@ -5,8 +5,10 @@
 #  - KVM single-steps from the recorded snapshot equal the replay at N,
 #    wherever that code runs at CPL0: all of `compute ring=0`, and the boot
 #    code of timer, bugparse and exceptions (both boot paths for one);
-#  - reverse continue to a breakpoint lands on the hit a forward scan saw
-#    (timer's tick handler; a hot breakpoint in its ring-3 spin loop);
+#  - continue and reverse continue to a breakpoint land on the hits a
+#    forward scan that re-executes everything saw (timer's tick handler; a
+#    hot breakpoint in its ring-3 spin loop; breakpoints compute runs once,
+#    which the searches reach by skipping, using the index's coverage);
 #  - a reverse write watchpoint stops at the last writer found by stepping
 #    (timer's tick counter, bugparse's overflowed table_len);
 #  - the API's promises: ends, user writes undone, WATCH on a stepped
@@ -70,6 +72,10 @@ spin=$(objdump -d "$T" --start-address="$(sym "$T" timer_ring3_task)" \
 check rbreak "$TMP/timer" "$tick" 64 6 1
 check rbreak "$TMP/timer" "$spin" 40 6 2
 check rbreak "$TMP/bugparse" "$(sym "$G/bugparse.elf" parse_key)" 64 4 3
+# breakpoints that run once, before and after compute's 16M-instruction
+# loop: searches both ways jump over the windows that never ran them
+check rbreak "$TMP/compute" "$(sym "$G/compute.elf" compute_task)" 4 4 4
+check rbreak "$TMP/compute" "$(sym "$G/compute.elf" user_printf)" 4 4 5
 check rwatch "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 4 1
 check api "$TMP/timer" "$(sym "$T" sdk_tick_count)" 8 0x1
 check rwatch "$TMP/bugparse" "$(sym "$G/bugparse.elf" table_len)" 4 4 2

@@ -70,16 +70,29 @@ static int fails;
         fails++;                                                             \
     } while (0)
 
-static struct replay *open_replay(const char *trace)
+/* Ground truth replays re-execute everything: no skipping by code
+ * coverage, the optimisation under test. */
+static struct replay *open_replay_opts(const char *trace, bool no_skip)
 {
     struct replay *r;
-    int rc = replay_open(trace, NULL, &r);
+    struct replay_opts o = {.no_skip = no_skip};
+    int rc = replay_open(trace, &o, &r);
     if (rc) {
         fprintf(stderr, "replay_check: %s: %s: %s\n", trace,
                 replay_strerror(rc), replay_error_detail(NULL));
         exit(2);
     }
     return r;
+}
+
+static struct replay *open_replay(const char *trace)
+{
+    return open_replay_opts(trace, false);
+}
+
+static struct replay *open_truth(const char *trace)
+{
+    return open_replay_opts(trace, true);
 }
 
 static void must(struct replay *r, int rc, const char *what)
@@ -462,18 +475,30 @@ static int check_kvm(const char *trace, int count, uint64_t seed,
 static int check_rbreak(const char *trace, uint64_t addr, size_t max,
                         int count, uint64_t seed)
 {
-    struct replay *r = open_replay(trace);
+    struct replay *t = open_truth(trace);
     uint64_t *hits = calloc(max, sizeof *hits);
     size_t n = 0;
     struct replay_stop st;
-    must(r, replay_break_add(r, addr), "break");
+    must(t, replay_break_add(t, addr), "break");
     for (;;) {
-        must(r, replay_continue(r, false, &st), "continue");
+        must(t, replay_continue(t, false, &st), "continue");
         if (!(st.reasons & REPLAY_STOP_BREAK) || n == max)
             break;
         if (st.pc != addr)
             FAIL("forward stop at pc %#llx", (unsigned long long)st.pc);
         hits[n++] = st.icount;
+    }
+    replay_close(t);
+    /* The same hits forward with skipping, then backwards. */
+    struct replay *r = open_replay(trace);
+    must(r, replay_break_add(r, addr), "break");
+    for (size_t i = 0; i < n && !fails; i++) {
+        must(r, replay_continue(r, false, &st), "continue");
+        if (!(st.reasons & REPLAY_STOP_BREAK) || st.icount != hits[i])
+            FAIL("continue %zu: icount %llu reasons %#x, re-executing "
+                 "everything hits at %llu", i + 1,
+                 (unsigned long long)st.icount, st.reasons,
+                 (unsigned long long)hits[i]);
     }
     if (n < max)
         must(r, replay_goto(r, replay_end(r)), "goto end");
@@ -703,6 +728,9 @@ static int check_api(const char *trace, uint64_t waddr, uint32_t wlen,
     replay_interrupt(r); /* nothing runs: ignored */
     must(r, replay_goto(r, 0), "goto 0");
     must(r, replay_break_add(r, never), "break");
+    /* A breakpoint that never runs lets the continue jump to the end (code
+     * coverage); a read watchpoint cannot be skipped, so it runs long. */
+    must(r, replay_watch_add(r, never, 1, VCPU_WATCH_READ), "rwatch");
     struct intr_arg ia = {r, 10};
     pthread_t th;
     pthread_create(&th, NULL, interrupter, &ia);
@@ -727,7 +755,7 @@ static int print_states(const char *trace, uint64_t addr, uint32_t len,
     static const char *const names[] = {
         "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
         "r9",  "r10", "r11", "r12", "r13", "r14", "r15", "rip", "eflags"};
-    struct replay *r = open_replay(trace);
+    struct replay *r = open_truth(trace);
     uint8_t *mem = malloc(len ? len : 1);
     for (int i = 0; i < n && mem; i++) {
         uint64_t ic = strtoull(pos[i], 0, 0);
@@ -754,7 +782,7 @@ static int print_states(const char *trace, uint64_t addr, uint32_t len,
 static int print_writer(const char *trace, uint64_t addr, uint32_t len,
                         uint64_t lo, uint64_t p)
 {
-    struct replay *r = open_replay(trace);
+    struct replay *r = open_truth(trace);
     uint64_t ic = 0, rip = 0;
     if (len > 64)
         len = 64;
@@ -769,7 +797,7 @@ static int print_writer(const char *trace, uint64_t addr, uint32_t len,
 
 static int print_hits(const char *trace, uint64_t addr, uint64_t max)
 {
-    struct replay *r = open_replay(trace);
+    struct replay *r = open_truth(trace);
     must(r, replay_break_add(r, addr), "break");
     struct replay_stop st;
     for (uint64_t n = 0; n < max; n++) {
