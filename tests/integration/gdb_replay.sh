@@ -17,7 +17,7 @@ command -v gdb >/dev/null || { echo "skip: gdb is not installed"; exit 77; }
 gdb -nx -batch -ex 'python import gdb' >/dev/null 2>&1 ||
     { echo "skip: this gdb has no Python"; exit 77; }
 G=$BUILD/guests
-export TTVM_CHECK=$PWD/$BUILD/tests/tools/replay_check
+export TTVM_CHECK=$BUILD/tests/tools/replay_check
 SCRIPT=$PWD/tests/integration/gdb_replay.py
 
 rec() { # NAME GUEST [record options]: an indexed trace in $TMP/NAME

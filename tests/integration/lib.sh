@@ -2,7 +2,8 @@
 # does not run it).  Run from the repository root: sets BUILD, TTVM and a
 # private TMP removed at exit, and gives the helpers every test needs.
 BUILD=${BUILD:-build}
-TTVM=${TTVM:-$PWD/$BUILD/ttvm}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac # absolute: tests cd
+TTVM=${TTVM:-$BUILD/ttvm}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0
