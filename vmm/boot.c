@@ -13,6 +13,7 @@
  *      0x8000 PML4, 0x9000 PDPT, 0xA000.. one PD per GiB: every byte of
  *             RAM identity-mapped with 2 MiB pages, P|RW|US|A|D preset
  *      0x80000 initial stack pointer (grows down)
+ *    The Multiboot memory map marks [0x1000, 0x80000) reserved for them.
  *  - ELF64 entry: 64-bit CPL0, IF=0, CR0.PG|PE|WP|NE|ET|MP,
  *    CR4.PAE|OSFXSR|OSXMMEXCPT, EFER.LME|LMA, CS=0x08, DS..SS=0x10,
  *    RDI = info block address, RSI = 0x2BADB002, RSP = 0x80000.
@@ -437,8 +438,16 @@ static void build_info(uint8_t *ram, uint64_t mem, const char *cmdline)
     memcpy(ram + VMM_BOOT_CMDLINE, cmdline, n + 1);
     memcpy(ram + VMM_BOOT_CMDLINE + VMM_BOOT_CMDLINE_MAX - 16, loader,
            sizeof loader);
+    /* As a PC's BIOS reports it (conventional memory to LOW_TOP, the
+     * EBDA/VGA/ROM hole, RAM from 1 MiB), except that what the VMM put
+     * below 1 MiB is reserved: the GDT, this info block, command line and
+     * map, the page tables, and the stack handed over at VMM_BOOT_STACK,
+     * which grows down towards them.  A guest may reclaim it once it has
+     * its own, as it would a boot loader's memory. */
     uint64_t at = VMM_BOOT_MMAP;
-    mmap_entry(ram, &at, 0, LOW_TOP, 1);
+    mmap_entry(ram, &at, 0, VMM_BOOT_GDT, 1);
+    mmap_entry(ram, &at, VMM_BOOT_GDT, VMM_BOOT_STACK - VMM_BOOT_GDT, 2);
+    mmap_entry(ram, &at, VMM_BOOT_STACK, LOW_TOP - VMM_BOOT_STACK, 1);
     mmap_entry(ram, &at, LOW_TOP, VMM_BOOT_AREA_END - LOW_TOP, 2);
     mmap_entry(ram, &at, VMM_BOOT_AREA_END, mem - VMM_BOOT_AREA_END, 1);
     uint64_t upper_kib = (mem - VMM_BOOT_AREA_END) >> 10;
@@ -446,6 +455,10 @@ static void build_info(uint8_t *ram, uint64_t mem, const char *cmdline)
     memset(i, 0, 0x60);
     put32(ram, VMM_BOOT_INFO + 0, (1u << 0) | (1u << 2) | (1u << 6) |
                                       (1u << 9)); /* MEM CMDLINE MMAP NAME */
+    /* mem_lower is the size of conventional memory (the spec's "amount
+     * of lower memory", 639 KiB as on a PC, where the boot loader's data
+     * lives in it too); which part of it is free is the map's to say.
+     * mem_upper is the free RAM from 1 MiB, the map's last entry. */
     put32(ram, VMM_BOOT_INFO + 4, (uint32_t)(LOW_TOP >> 10));
     put32(ram, VMM_BOOT_INFO + 8,
           upper_kib > 0xffffffffu ? 0xffffffffu : (uint32_t)upper_kib);

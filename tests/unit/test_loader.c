@@ -145,10 +145,10 @@ Test(elf64, loads_segments_and_builds_vmm_area)
     cr_assert_eq(rd32(VMM_BOOT_INFO + 8), (MEM - 0x100000) / 1024);
     cr_assert_str_eq((char *)ram + rd32(VMM_BOOT_INFO + 16), "a=1 b");
     uint32_t mlen = rd32(VMM_BOOT_INFO + 44), maddr = rd32(VMM_BOOT_INFO + 48);
-    cr_assert_eq(mlen, 3 * 24);
-    cr_assert_eq(rd64(maddr + 2 * 24 + 4), 0x100000);
-    cr_assert_eq(rd64(maddr + 2 * 24 + 12), MEM - 0x100000);
-    cr_assert_eq(rd32(maddr + 2 * 24 + 20), 1);
+    uint32_t last = mlen - 24; /* RAM from 1 MiB up comes last */
+    cr_assert_eq(rd64(maddr + last + 4), 0x100000);
+    cr_assert_eq(rd64(maddr + last + 12), MEM - 0x100000);
+    cr_assert_eq(rd32(maddr + last + 20), 1);
     /* entry state */
     cr_assert_eq(st.regs.rip, 0x100040);
     cr_assert_eq(st.regs.rdi, VMM_BOOT_INFO);
@@ -167,6 +167,70 @@ Test(elf64, loads_segments_and_builds_vmm_area)
     cr_assert_eq(gpa, 0x345678);
     cr_assert_eq(vmm_walk(ram, MEM, &st.sregs, MEM + 0x1000, false, &gpa),
                  VMM_E_RANGE);
+}
+
+/* Type of [a, b) in the Multiboot memory map: 1 or 2 when one entry
+ * covers all of it, 0 when none does. */
+static uint32_t map_type(uint64_t a, uint64_t b)
+{
+    uint32_t len = rd32(VMM_BOOT_INFO + 44), at = rd32(VMM_BOOT_INFO + 48);
+    for (uint32_t off = 0; off + 24 <= len; off += rd32(at + off) + 4) {
+        uint64_t base = rd64(at + off + 4), n = rd64(at + off + 12);
+        if (base <= a && b <= base + n)
+            return rd32(at + off + 20);
+    }
+    return 0;
+}
+
+/* Every structure the VMM leaves in low memory, and the stack it hands
+ * over, is reserved; the rest is laid out as a PC's BIOS reports it
+ * (conventional memory to 0x9fc00, then the EBDA/ROM hole, then RAM from
+ * 1 MiB), and mem_lower/mem_upper agree with the map. */
+static void check_memory_map(uint64_t mem)
+{
+    cr_assert_eq(rd32(VMM_BOOT_INFO) & 0x41, 0x41, "MEM and MMAP flags");
+    uint32_t len = rd32(VMM_BOOT_INFO + 44), at = rd32(VMM_BOOT_INFO + 48);
+    cr_assert_eq(map_type(at, at + len), 2, "the map itself");
+    cr_assert_eq(map_type(VMM_BOOT_GDT, VMM_BOOT_GDT + 24), 2, "GDT");
+    cr_assert_eq(map_type(VMM_BOOT_INFO, VMM_BOOT_INFO + 0x60), 2, "info");
+    cr_assert_eq(map_type(VMM_BOOT_CMDLINE,
+                          VMM_BOOT_CMDLINE + VMM_BOOT_CMDLINE_MAX), 2,
+                 "command line");
+    uint64_t tables = 0x2000 + ((mem + (1ull << 30) - 1) >> 30) * 0x1000;
+    cr_assert_eq(map_type(VMM_BOOT_PML4, VMM_BOOT_PML4 + tables), 2,
+                 "page tables");
+    cr_assert_eq(map_type(VMM_BOOT_STACK - 0x1000, VMM_BOOT_STACK), 2,
+                 "initial stack");
+    cr_assert_eq(map_type(0, 0x1000), 1, "page 0 is free memory");
+    cr_assert_eq(map_type(VMM_BOOT_STACK, 0x9fc00), 1, "above the stack");
+    cr_assert_eq(map_type(0x9fc00, 0x100000), 2, "EBDA, VGA, ROM");
+    cr_assert_eq(map_type(0x100000, mem), 1, "RAM from 1 MiB");
+    cr_assert_eq(map_type(0x100000, mem + 1), 0, "nothing past RAM");
+    /* entries sorted, disjoint, and covering [0, mem) without a gap */
+    uint64_t end = 0;
+    for (uint32_t off = 0; off + 24 <= len; off += rd32(at + off) + 4) {
+        cr_assert_eq(rd32(at + off), 20);
+        cr_assert_eq(rd64(at + off + 4), end, "entry at +%u", off);
+        end += rd64(at + off + 12);
+    }
+    cr_assert_eq(end, mem);
+    /* lower memory is conventional memory up to the EBDA (what the map
+     * describes below 0x9fc00, free or not); upper memory is the free
+     * RAM from 1 MiB */
+    cr_assert_eq((uint64_t)rd32(VMM_BOOT_INFO + 4) * 1024, 0x9fc00);
+    cr_assert_eq((uint64_t)rd32(VMM_BOOT_INFO + 8) * 1024, mem - 0x100000);
+}
+
+Test(elf64, memory_map_reserves_the_vmm_area)
+{
+    struct seg_spec s = { 0x100000, 16, 16, 0x90 };
+    size_t len = make_elf64(img, sizeof img, 0x100000, &s, 1);
+    struct vmm_image_info info;
+    struct vmm_cpu_state st;
+    cr_assert_eq(vmm_load(ram, MEM, img, len, VMM_BOOT_AUTO, "", false, &st,
+                          &info), 0, "%s", info.error);
+    check_memory_map(MEM);
+    cr_assert_eq(map_type(st.regs.rsp - 8, st.regs.rsp), 2, "RSP's stack");
 }
 
 Test(elf64, page_tables_cover_4_gib)
@@ -332,6 +396,7 @@ Test(multiboot, elf32_image)
     cr_assert_eq(st.regs.rflags & 0x200, 0);
     cr_assert_eq(rd64(VMM_BOOT_GDT + 8), 0x00cf9b000000ffffull, "32-bit code");
     cr_assert_eq(rd32(VMM_BOOT_INFO + 4), 639);
+    check_memory_map(MEM);
 }
 
 /* A raw image with the a.out kludge: header at offset 0x40. */
