@@ -293,6 +293,60 @@ Test(pit, read_back_status_and_count)
     cr_assert_eq(c, 4096 - 20, "mode 3 counts by two");
 }
 
+/* First ns at which tick n has begun (the device rounds up too). */
+#define EDGE_NS(n) (((uint64_t)(n) * 1000000000ull + 1193181ull) / 1193182ull)
+
+static bool pit0_out(void)
+{
+    outb(0x43, 0xe2); /* read-back: status of ch0 only */
+    return inb(0x40) & 0x80;
+}
+
+/* Mode 3 (square wave): OUT is high for the first half of each period
+ * and low for the second; IRQ0 is edge-triggered, so it is raised by each
+ * low-to-high transition, once per period, never at the half period.  An
+ * odd count keeps the period: high (N+1)/2 ticks, low (N-1)/2. */
+static void mode3_edges(uint16_t n)
+{
+    setup();
+    pic_init();
+    outb(0x43, 0x36); /* ch0, lo/hi, mode 3 */
+    outb(0x40, n & 0xff);
+    outb(0x40, n >> 8);
+    uint64_t t0 = fk.now;
+    cr_assert_eq(dev_pit_update(&bus, t0), t0 + EDGE_NS(n),
+                 "first edge one period after the load");
+    for (unsigned k = 1; k <= 3; k++) {
+        uint64_t base = t0 + EDGE_NS((uint64_t)(k - 1) * n);
+        fk.now = base + EDGE_NS(n / 4);
+        dev_pit_update(&bus, fk.now);
+        cr_assert(pit0_out(), "period %u: high in the first half", k);
+        fk.now = t0 + EDGE_NS((uint64_t)(k - 1) * n + (n + 1) / 2) + 1;
+        dev_pit_update(&bus, fk.now);
+        cr_assert(!pit0_out(), "period %u: low in the second half", k);
+        cr_assert(!dev_pic_pending(&bus), "no IRQ0 at the falling edge");
+        fk.now = t0 + EDGE_NS((uint64_t)k * n) - 1;
+        dev_pit_update(&bus, fk.now);
+        cr_assert(!dev_pic_pending(&bus), "period %u: not before its end", k);
+        fk.now = t0 + EDGE_NS((uint64_t)k * n);
+        cr_assert_eq(dev_pit_update(&bus, fk.now),
+                     t0 + EDGE_NS((uint64_t)(k + 1) * n), "next edge");
+        cr_assert(pit0_out(), "period %u: rising edge", k);
+        cr_assert(dev_pic_pending(&bus), "IRQ0 at the end of period %u", k);
+        cr_assert_eq(dev_pic_ack(&bus), 0x20);
+        outb(0x20, 0x20); /* EOI */
+        dev_pit_update(&bus, fk.now);
+        cr_assert(!dev_pic_pending(&bus), "one IRQ0 per period");
+    }
+}
+
+Test(pit, mode3_irq0_at_each_period)
+{
+    mode3_edges(1000);
+    mode3_edges(1001);
+    mode3_edges(2);
+}
+
 Test(pit, mode0_one_shot)
 {
     pic_init();
