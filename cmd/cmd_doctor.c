@@ -51,6 +51,7 @@ int cmd_doctor(int argc, char **argv)
     printf("guest debug: %s\n", yes_no(h->guest_debug));
     printf("single-step at CPL0: %s\n", yes_no(h->step_cpl0));
     printf("single-step at CPL3: %s\n", yes_no(h->step_cpl3));
+    printf("hardware breakpoints at CPL0: %s\n", yes_no(h->hw_break_cpl0));
     printf("hardware breakpoints at CPL3: %s\n", yes_no(h->hw_break_cpl3));
     struct vmm_cpuid t;
     vmm_cpuid_build(&t);

@@ -257,9 +257,11 @@ static void probe_behaviour(int kfd)
     if (caps.guest_debug) {
         caps.step_cpl0 = probe_step(&v, 0);
         caps.step_cpl3 = probe_step(&v, 3);
-        bool bp0 = probe_hwbp(&v, 0);
+        caps.hw_break_cpl0 = probe_hwbp(&v, 0);
         caps.hw_break_cpl3 = probe_hwbp(&v, 3);
-        caps.guest_debug = bp0 || caps.hw_break_cpl3 || caps.step_cpl0;
+        /* the ioctl exists; "guest debug" is whether any of it works */
+        caps.guest_debug = caps.step_cpl0 || caps.step_cpl3 ||
+                           caps.hw_break_cpl0 || caps.hw_break_cpl3;
     }
     pv_close(&v);
 }

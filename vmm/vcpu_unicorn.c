@@ -723,8 +723,8 @@ static int uni_init(struct vcpu *cpu)
     if ((rc = ublk_cache_init(&u->blocks)) || (rc = add_hooks(u)))
         goto fail;
     cpu->caps = VCPU_CAP_ICOUNT | VCPU_CAP_STEP | VCPU_CAP_STEP_CPL3 |
-                VCPU_CAP_BREAK | VCPU_CAP_WATCH | VCPU_CAP_KICK |
-                VCPU_CAP_DIRTY_LOG;
+                VCPU_CAP_BREAK | VCPU_CAP_BREAK_CPL3 | VCPU_CAP_WATCH |
+                VCPU_CAP_KICK | VCPU_CAP_DIRTY_LOG;
     return 0;
 fail:
     uni_fini(cpu);

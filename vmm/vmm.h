@@ -245,10 +245,12 @@ enum {
     VCPU_CAP_ICOUNT = 1u << 0,   /* exact instruction counting */
     VCPU_CAP_STEP = 1u << 1,     /* single step (possibly CPL0 only) */
     VCPU_CAP_STEP_CPL3 = 1u << 2,/* single step also works at CPL3 */
-    VCPU_CAP_BREAK = 1u << 3,    /* code breakpoints */
+    VCPU_CAP_BREAK = 1u << 3,    /* code breakpoints fire at CPL0 */
     VCPU_CAP_WATCH = 1u << 4,    /* data watchpoints */
     VCPU_CAP_DIRTY_LOG = 1u << 5,/* dirty-page tracking of guest writes */
     VCPU_CAP_KICK = 1u << 6,     /* vcpu_kick from another thread/signal */
+    VCPU_CAP_BREAK_CPL3 = 1u << 7,/* code breakpoints fire at CPL3 (kvm-pvm:
+                                    only BREAK; a host may have either) */
 };
 
 /*
@@ -285,7 +287,8 @@ struct vcpu_ops {
     int (*irq_ready)(struct vcpu *cpu);
     /* Optional: asks for VCPU_EXIT_IRQ_WINDOW when IF becomes 1. */
     int (*request_irq_window)(struct vcpu *cpu, bool on);
-    /* Optional (VCPU_CAP_BREAK/WATCH): replace the armed set. */
+    /* Optional (VCPU_CAP_BREAK, _BREAK_CPL3 or _WATCH): replace the armed
+     * set (a breakpoint at a CPL its cap lacks may never fire). */
     int (*set_breakpoints)(struct vcpu *cpu, const uint64_t *addr, size_t n);
     int (*set_watchpoints)(struct vcpu *cpu, const struct vcpu_watch *w,
                            size_t n);
@@ -372,7 +375,7 @@ struct vmm_host_caps {
     bool vmx, svm;        /* hardware virtualisation seen in the host CPU */
     bool sync_regs, manual_dirty_log, immediate_exit, guest_debug;
     bool step_cpl0, step_cpl3;   /* single-step works at that CPL */
-    bool hw_break_cpl3;          /* DR0-3 breakpoints fire at CPL3 */
+    bool hw_break_cpl0, hw_break_cpl3; /* DR0-3 breakpoints fire there */
     char kvm_module[32];         /* "kvm_intel", "kvm_amd", "kvm_pvm" ... */
     char detail[128];            /* why kvm is false, if it is */
 };

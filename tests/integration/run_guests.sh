@@ -60,6 +60,15 @@ err_has() { # TEXT: stderr holds TEXT, on one line
     [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "stderr is not one line: $(cat "$TMP/err")"
 }
 
+echo "== doctor"
+# one finding per line; breakpoints and single-step per privilege level
+"$TTVM" doctor >"$TMP/doctor" 2>&1 || fail "ttvm doctor: $(cat "$TMP/doctor")"
+for what in "single-step at CPL0" "single-step at CPL3" \
+    "hardware breakpoints at CPL0" "hardware breakpoints at CPL3"; do
+    [ "$(grep -cE "^$what: (yes|no)\$" "$TMP/doctor")" -eq 1 ] ||
+        fail "ttvm doctor has no one '$what' line: $(cat "$TMP/doctor")"
+done
+
 echo "== boot paths"
 run 67 "$TMP/hello64.elf" --cmdline "abc def" && out_is "abc def|hello from ttvm"
 run 67 --boot elf64 "$TMP/hello64.elf" && out_is "|hello from ttvm"
