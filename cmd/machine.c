@@ -54,7 +54,16 @@ int cmd_machine_opt(struct cmd_machine *m, int c, const char *arg)
         return 0;
     case CMD_OPT_INPUT: m->input = arg; return 0;
     case CMD_OPT_SERIAL_OUT: m->serial_out = arg; return 0;
-    case CMD_OPT_CMDLINE: m->cmdline = arg; return 0;
+    case CMD_OPT_CMDLINE:
+        if (strlen(arg) > VMM_CMDLINE_MAX) { /* the argument, not the image */
+            fprintf(stderr, "ttvm %s: --cmdline has %zu bytes, at most %d "
+                            "fit in the boot information (see ttvm %s "
+                            "--help)\n", m->prog, strlen(arg),
+                    VMM_CMDLINE_MAX, m->prog);
+            return TTVM_EXIT_USAGE;
+        }
+        m->cmdline = arg;
+        return 0;
     case CMD_OPT_TIMEOUT:
         errno = 0;
         m->timeout = strtod(arg, &end);

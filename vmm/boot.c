@@ -541,10 +541,12 @@ int vmm_load(uint8_t *ram, uint64_t size, const void *img, size_t len,
 {
     if (!cmdline)
         cmdline = "";
-    if (strlen(cmdline) >= VMM_BOOT_CMDLINE_MAX - 16) {
+    /* the loader's name shares the page: its last 16 bytes */
+    _Static_assert(VMM_CMDLINE_MAX == VMM_BOOT_CMDLINE_MAX - 17, "cmdline");
+    if (strlen(cmdline) > VMM_CMDLINE_MAX) {
         memset(info, 0, sizeof *info);
         return fail(info, "command line longer than %d bytes",
-                    VMM_BOOT_CMDLINE_MAX - 17);
+                    VMM_CMDLINE_MAX);
     }
     /* Check everything before touching RAM. */
     int rc = vmm_image_probe(img, len, mode, size, info);

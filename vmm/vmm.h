@@ -460,6 +460,10 @@ struct vmm_image_info {
 int vmm_image_probe(const void *img, size_t len, enum vmm_boot_mode mode,
                     uint64_t mem_size, struct vmm_image_info *info);
 
+/* Longest command line the boot information holds (bytes, without the
+ * terminating NUL): vmm_boot refuses a longer one. */
+#define VMM_CMDLINE_MAX 4079
+
 /* Loads the image into RAM and sets the vCPU's initial state (ELF64: long
  * mode with identity-mapped 2 MiB pages for all RAM; Multiboot: 32-bit
  * protected mode, EAX=0x2BADB002, EBX=info block).  The command line is

@@ -171,6 +171,10 @@ bad 2 "exactly one GUEST"
 bad 2 "exactly one GUEST" "$TMP/hello64.elf" "$TMP/hello32.mb"
 bad 2 "input" --input "$TMP/nonexistent" "$TMP/hello64.elf"
 bad 2 "input $TMP: is a directory" --input "$TMP" "$TMP/hello64.elf"
+long=$(head -c 4080 /dev/zero | tr '\0' x) # one byte more than fits
+bad 2 "cmdline has 4080 bytes, at most 4079" --cmdline "$long" "$TMP/hello64.elf"
+run 67 --cmdline "${long%x}" "$TMP/hello64.elf" &&
+    out_is "${long%x}|hello from ttvm"
 
 G=$BUILD/guests
 echo "== #UD in ring 0 through the SDK's IDT"

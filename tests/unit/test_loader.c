@@ -373,6 +373,17 @@ Test(elf64, refuses_overlong_cmdline)
                           &info),
                  VMM_E_IMAGE);
     cr_assert(strstr(info.error, "command line"));
+    /* the limit vmm.h gives is exact */
+    cmd[VMM_CMDLINE_MAX + 1] = '\0';
+    cr_assert_eq(vmm_load(ram, MEM, img, len, VMM_BOOT_AUTO, cmd, false, &st,
+                          &info), VMM_E_IMAGE);
+    cmd[VMM_CMDLINE_MAX] = '\0';
+    cr_assert_eq(vmm_load(ram, MEM, img, len, VMM_BOOT_AUTO, cmd, false, &st,
+                          &info), 0, "%s", info.error);
+    cr_assert_eq(strlen((char *)ram + rd32(VMM_BOOT_INFO + 16)),
+                 VMM_CMDLINE_MAX);
+    cr_assert_str_eq((char *)ram + rd32(VMM_BOOT_INFO + 64), "ttvm",
+                     "the loader name survives");
 }
 
 Test(multiboot, elf32_image)
