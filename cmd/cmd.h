@@ -67,8 +67,10 @@ enum { /* getopt codes, above any short option */
 #define CMD_EXIT_HELP                                                        \
     "exit status: the guest's debug-exit status (value << 1) | 1 when it\n" \
     "writes port 0xF4, else 2 usage, 4 image refused, 6 KVM unusable,\n"     \
-    "8 triple fault, 10 timeout, 12 halted with interrupts off,\n"           \
-    "14 instruction KVM cannot execute, 16 internal error"
+    "8 triple fault, 10 timeout, 12 halted for good (HLT with interrupts\n"  \
+    "off, or with no interrupt source armed), 14 an instruction that can\n"  \
+    "neither run nor be replayed (RDTSCP in ring 0 under kvm-pvm),\n"        \
+    "16 internal error"
 
 struct cmd_machine {
     const char *prog; /* subcommand name, for messages */
