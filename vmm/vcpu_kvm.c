@@ -228,8 +228,12 @@ static unsigned probe_caps(const struct kvm_priv *p)
         caps |= VCPU_CAP_STEP;
     if (h->step_cpl3)
         caps |= VCPU_CAP_STEP_CPL3;
-    if (h->guest_debug)
+    /* Per CPL as measured: under kvm-pvm DR0-3 fire only at CPL0, and
+     * working single-step says nothing about breakpoints. */
+    if (h->hw_break_cpl0)
         caps |= VCPU_CAP_BREAK;
+    if (h->hw_break_cpl3)
+        caps |= VCPU_CAP_BREAK_CPL3;
     if (p->manual_protect)
         caps |= VCPU_CAP_DIRTY_LOG;
     return caps;

@@ -323,3 +323,31 @@ Test(kvm, single_step_over_a_fallback_instruction)
     cr_assert_eq(r.rip, CODE + 6);
     expect_io(0x3f8, true, CODE + 6);
 }
+
+/* The breakpoint caps are the probe's per-CPL findings (not "guest debug
+ * works", which single-step alone satisfies), and they hold: at CPL3 a
+ * breakpoint fires exactly when VCPU_CAP_BREAK_CPL3 says so (kvm-pvm:
+ * never; the nops run on to the port write). */
+Test(kvm, breakpoint_caps_follow_the_probe_per_cpl)
+{
+    static const uint8_t c[] = { 0x90, 0x90, 0x90, 0xee, 0xeb, 0xfe };
+    start(c, sizeof c, 3);
+    const struct vmm_host_caps *h = vmm_host_probe();
+    unsigned caps = vcpu_caps(cpu);
+    cr_assert_eq(!!(caps & VCPU_CAP_BREAK), h->hw_break_cpl0);
+    cr_assert_eq(!!(caps & VCPU_CAP_BREAK_CPL3), h->hw_break_cpl3);
+    uint64_t bp = CODE + 1;
+    cr_assert_eq(vcpu_set_breakpoints(cpu, &bp, 1), 0);
+    struct vcpu_exit e;
+    cr_assert_eq(vcpu_run(cpu, NULL, &e), 0);
+    struct vmm_regs r;
+    vcpu_get_regs(cpu, &r);
+    if (caps & VCPU_CAP_BREAK_CPL3) {
+        cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT, "exit %d", e.reason);
+        cr_assert_eq(r.rip, CODE + 1);
+    } else {
+        cr_assert_eq(e.reason, VCPU_EXIT_IO, "exit %d", e.reason);
+        cr_assert_eq(r.rip, CODE + 3, "ran past the breakpoint");
+    }
+    cr_assert_eq(vcpu_set_breakpoints(cpu, NULL, 0), 0);
+}
