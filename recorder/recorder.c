@@ -1,10 +1,12 @@
 /*
  * recorder.c — rec_record: the live run loop (vmm_run) observed through
- * its hooks.  Every exit becomes an event; snapshots are taken at exits
- * once the interval has passed, and a small kicker thread stops a guest
- * that runs too long without exiting so that snapshots stay regular even
- * in pure ring-3 compute.  Everything written goes through the writer
- * thread (writer.c); the vCPU thread only copies.
+ * its hooks, and the guest's I/O observed on its way to the devices (one
+ * event per access the backend serves: each element of a string
+ * instruction is one).  Snapshots are taken at exits once the interval
+ * has passed, and a small kicker thread stops a guest that runs too long
+ * without exiting so that snapshots stay regular even in pure ring-3
+ * compute.  Everything written goes through the writer thread (writer.c);
+ * the vCPU thread only copies.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,6 +31,9 @@ struct rec {
     struct rec_writer *w;
     struct rec_capture *cap;
     uint64_t interval_ns;
+    const struct vmm_io_ops *bus; /* the live devices, behind rec_io */
+    void *bus_ctx;
+    bool exit_fresh;           /* no access served since the last exit */
 
     struct store_event *batch; /* events not yet handed to the writer */
     size_t nbatch;
@@ -121,26 +126,6 @@ static void event_init(struct store_event *ev, uint8_t kind,
     memcpy(ev->regs, regs, sizeof ev->regs);
 }
 
-static int log_io(struct rec *r, const struct vcpu_exit *e,
-                  const struct vmm_regs *regs)
-{
-    struct store_event ev;
-    if (e->is_mmio) {
-        event_init(&ev, e->mmio.write ? STORE_EV_MMIO_WRITE
-                                      : STORE_EV_MMIO_READ, regs);
-        ev.addr = e->mmio.gpa;
-        ev.size = e->mmio.size;
-        ev.value = e->mmio.value;
-    } else {
-        event_init(&ev, e->io.write ? STORE_EV_PIO_OUT : STORE_EV_PIO_IN,
-                   regs);
-        ev.addr = e->io.port;
-        ev.size = e->io.size;
-        ev.value = e->io.value;
-    }
-    return log_event(r, &ev);
-}
-
 static int log_simple(struct rec *r, uint8_t kind, uint32_t aux,
                       const struct vmm_regs *regs)
 {
@@ -206,22 +191,145 @@ static bool snapshot_due(const struct rec *r)
            r->interval_ns;
 }
 
+/* ---- I/O: every access, as the backend serves it -------------------- */
+
+/* Before an access is served: a snapshot due at this exit is taken first,
+ * so its state is "before this access" (the backend shows the registers
+ * before the instruction, or before the element of a string one).  Only
+ * at the exit's first access: the later elements of a KVM string exit are
+ * not stored in RAM yet. */
+static int before_access(struct rec *r)
+{
+    bool first = r->exit_fresh;
+    r->exit_fresh = false;
+    return first && snapshot_due(r) ? take_snapshot(r, STORE_SNAP_PERIODIC)
+                                    : 0;
+}
+
+static int log_access(struct rec *r, uint8_t kind, uint64_t addr,
+                      unsigned size, uint64_t value)
+{
+    struct vmm_regs regs;
+    int rc = vcpu_get_regs(r->cpu, &regs);
+    if (rc)
+        return rc;
+    struct store_event ev;
+    event_init(&ev, kind, &regs);
+    ev.addr = addr;
+    ev.size = (uint8_t)size;
+    ev.value = value;
+    return log_event(r, &ev);
+}
+
+static int rec_pio(void *ctx, uint16_t port, unsigned size, bool write,
+                   uint32_t *val)
+{
+    struct rec *r = ctx;
+    int rc = before_access(r);
+    int served = rc ? rc : r->bus->pio(r->bus_ctx, port, size, write, val);
+    if (served >= 0)
+        rc = log_access(r, write ? STORE_EV_PIO_OUT : STORE_EV_PIO_IN, port,
+                        size, *val);
+    if (rc && !r->err)
+        r->err = rc;
+    return rc ? rc : served;
+}
+
+static int rec_mmio(void *ctx, uint64_t gpa, unsigned size, bool write,
+                    uint64_t *val)
+{
+    struct rec *r = ctx;
+    int rc = before_access(r);
+    int served = rc ? rc : r->bus->mmio(r->bus_ctx, gpa, size, write, val);
+    if (served >= 0)
+        rc = log_access(r, write ? STORE_EV_MMIO_WRITE : STORE_EV_MMIO_READ,
+                        gpa, size, *val);
+    if (rc && !r->err)
+        r->err = rc;
+    return rc ? rc : served;
+}
+
+static const struct vmm_io_ops rec_io = {
+    .pio = rec_pio,
+    .mmio = rec_mmio,
+};
+
+/* ---- arbitrary stopping points ------------------------------------------ */
+
+/* The rep string instruction (MOVS, CMPS, STOS, LODS, SCAS, INS, OUTS) at
+ * the vCPU's RIP whose count register (by its address size) is 0: its
+ * length, else 0. */
+static unsigned rep_done_len(struct rec *r, const struct vmm_regs *regs)
+{
+    struct vmm_cpu_state st;
+    if (vcpu_get_state(r->cpu, &st))
+        return 0;
+    const struct vmm_sregs *s = &st.sregs;
+    bool long64 = (s->efer & 0x400) && s->cs.l, op16 = !long64 && !s->cs.db;
+    bool rep = false, a67 = false;
+    uint64_t lin = long64 ? regs->rip : (uint32_t)(regs->rip + s->cs.base);
+    for (unsigned i = 0; i < 15; i++) {
+        uint64_t gpa;
+        const uint8_t *b;
+        if (vmm_gva_to_gpa(r->vm, s, lin + i, false, &gpa) ||
+            !(b = vmm_gpa_ptr(r->vm, gpa, 1)))
+            return 0;
+        if (*b == 0xf2 || *b == 0xf3) {
+            rep = true;
+        } else if (*b == 0x67) {
+            a67 = true;
+        } else if (*b == 0x66 || *b == 0xf0 || *b == 0x2e || *b == 0x36 ||
+                   *b == 0x3e || *b == 0x26 || *b == 0x64 || *b == 0x65 ||
+                   (long64 && (*b & 0xf0) == 0x40)) {
+            continue;
+        } else {
+            bool str = (*b >= 0xa4 && *b <= 0xa7) ||
+                       (*b >= 0xaa && *b <= 0xaf) ||
+                       (*b >= 0x6c && *b <= 0x6f);
+            unsigned asz = long64 ? (a67 ? 4 : 8) : (op16 != a67) ? 2 : 4;
+            uint64_t c = asz == 8 ? regs->rcx : asz == 4
+                                                    ? (uint32_t)regs->rcx
+                                                    : (uint16_t)regs->rcx;
+            return rep && str && c == 0 ? i + 1 : 0;
+        }
+    }
+    return 0;
+}
+
+/* At a kick or window point.  KVM's instruction emulator (guest ring 0
+ * on kvm-pvm; string I/O on every host) leaves a rep string instruction
+ * whose last iteration is done at the instruction with its count at 0,
+ * and steps past it only when it next enters it.  Stopped in between, the
+ * vCPU is in a state that no instruction count names: Unicorn, like the
+ * hardware, is past the instruction once its last iteration is.  Finish
+ * it here (RIP past it, RF clear, as the emulator would), so that the
+ * event and the snapshot hold the state a replay reaches.  *regs is
+ * updated. */
+static int finish_rep(struct rec *r, struct vmm_regs *regs)
+{
+    if ((uint16_t)regs->rcx != 0) /* cheap first: most points are not */
+        return 0;
+    unsigned len = rep_done_len(r, regs);
+    if (!len)
+        return 0;
+    regs->rip += len;
+    regs->rflags &= ~0x10000ull;
+    return vcpu_set_regs(r->cpu, regs);
+}
+
 /* ---- run-loop hooks ---------------------------------------------------- */
 
 static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
                      const struct vmm_regs *regs)
 {
     struct rec *r = ctx;
+    struct vmm_regs here;
     int rc = 0;
     (void)vm;
+    r->exit_fresh = true;
     switch (e->reason) {
     case VCPU_EXIT_IO:
-        /* Snapshot first: its state is "before this I/O instruction". */
-        if (snapshot_due(r))
-            rc = take_snapshot(r, STORE_SNAP_PERIODIC);
-        if (!rc)
-            rc = log_io(r, e, regs);
-        break;
+        break; /* its accesses are logged already (rec_io) */
     case VCPU_EXIT_HLT:
         rc = log_simple(r, STORE_EV_HLT, 0, regs);
         if (!rc && snapshot_due(r))
@@ -230,14 +338,20 @@ static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
     case VCPU_EXIT_KICK:
         if (r->stats)
             r->stats->kicks++;
-        rc = log_simple(r, STORE_EV_KICK, r->next_snap, regs);
+        here = *regs;
+        rc = finish_rep(r, &here);
+        if (!rc)
+            rc = log_simple(r, STORE_EV_KICK, r->next_snap, &here);
         if (!rc)
             rc = take_snapshot(r, STORE_SNAP_KICK);
         break;
     case VCPU_EXIT_IRQ_WINDOW:
         /* KVM reports the window only after the guest's next exit inside
          * KVM, so the point is as arbitrary as a kick's: snapshot it. */
-        rc = log_simple(r, STORE_EV_WINDOW, r->next_snap, regs);
+        here = *regs;
+        rc = finish_rep(r, &here);
+        if (!rc)
+            rc = log_simple(r, STORE_EV_WINDOW, r->next_snap, &here);
         if (!rc)
             rc = take_snapshot(r, STORE_SNAP_KICK);
         break;
@@ -460,7 +574,11 @@ static int run_recorded(struct rec *r, const struct rec_opts *o,
     int rc = kicker_start(r);
     if (rc)
         return rc;
+    r->bus = vmm_bus_io(r->vm, &r->bus_ctx);
+    r->exit_fresh = true;
+    vcpu_set_io(r->cpu, &rec_io, r);
     rc = vmm_run(r->vm, &ro, res);
+    vcpu_set_io(r->cpu, r->bus, r->bus_ctx);
     kicker_stop(r);
     if (r->err)
         return r->err;

@@ -9,10 +9,13 @@
  * (full vCPU and device state, pages written since the previous snapshot).
  *
  * Event order and positions (what the replayer relies on):
- *  - PIO/MMIO event: registers before the accessing instruction.  A
- *    snapshot taken at that exit is taken before the event is logged: its
- *    state is "before the I/O instruction" and replay from it re-executes
- *    the instruction, consuming the event.
+ *  - PIO/MMIO event: one per access the guest makes, registers before the
+ *    accessing instruction; for INS/OUTS one per element (iteration),
+ *    registers before that iteration (RCX, RSI/RDI stepped), as Unicorn
+ *    and single-stepping see them.  A snapshot taken at that exit is taken
+ *    before the event is logged: its state is "before the access" and
+ *    replay from it re-executes the instruction (or the rest of a rep),
+ *    consuming the event.
  *  - HLT event: registers after the hlt; a snapshot there follows it.
  *  - KICK event: the vCPU was stopped at an arbitrary instruction boundary;
  *    aux = the snapshot taken at exactly that point, logged right after.

@@ -29,7 +29,8 @@
  * VMX hosts finish a fast-path OUT later (RIP at the instruction), so the
  * probe (probe.c) measures it per host and CPL, and this backend moves RIP
  * back by the instruction's length (insn.c finds it) when RIP is past a
- * write.  String I/O (INS/OUTS) is reported as KVM leaves it.
+ * write.  String I/O (INS/OUTS) is one callback per element, each with
+ * the registers before its iteration ("string port I/O" below).
  *
  * I/O pending completion: after an I/O exit KVM completes the instruction
  * on the next KVM_RUN, *after* applying dirty sync registers.  So setting
@@ -92,6 +93,8 @@ struct kvm_priv {
     bool emu_fail_bytes;/* KVM_CAP_EXIT_ON_EMULATION_FAILURE enabled */
     bool manual_protect;
     uint64_t rip_adjust;/* subtract from RIP while at a write exit */
+    uint64_t pio_rip, pio_rcx; /* RIP and RCX as KVM left them at the last
+                                  port exit (string I/O, exit_pio) */
     bool run_fresh;     /* the run page's IF/readiness describe the state */
     uint32_t dbg_flags; /* current KVM_SET_GUEST_DEBUG control */
     uint64_t bp[4];
@@ -639,6 +642,213 @@ static void normalise_write(struct vcpu *cpu, bool is_mmio, uint64_t where,
                                         is_mmio, where, size);
 }
 
+/* ---- string port I/O ----
+ *
+ * KVM runs INS and OUTS through its instruction emulator, and one exit
+ * may carry several elements: a rep INS exits once per read-ahead chunk
+ * (up to 1024 bytes within a page), before any of it is stored; an OUTS
+ * exits once per element, after it (RSI and RCX already stepped; RIP
+ * still at a rep OUTS, even after its last element: the emulator sees
+ * RCX = 0 only when it re-enters the instruction; past an OUTS without
+ * rep).  Measured on kvm-pvm, Linux 6.18, at CPL0; VMX and SVM hand
+ * string I/O to the same emulator.  Unicorn, hardware single-step and
+ * the trace all see one access
+ * per iteration, each with the registers before that iteration.  So each
+ * element gets its own io callback, with the run page's registers stepped
+ * to that element (RCX, RSI or RDI by the address size, the direction
+ * flag honoured, RIP at the instruction): what vcpu_get_regs and
+ * vcpu_get_state see there.  Afterwards an INS exit shows its first
+ * element again (nothing of it is stored yet); an OUTS exit keeps "before
+ * its element", as an OUT exit reports the state before the OUT.  The
+ * run page is never marked dirty, so KVM's own state stays untouched.
+ * Without KVM_CAP_SYNC_REGS the callbacks see the registers as KVM left
+ * them (a replay of such a trace reports the difference). */
+
+struct str_insn {
+    uint64_t rip;   /* its address */
+    unsigned len;
+    unsigned asz;   /* address size in bytes: 2, 4 or 8 */
+    bool rep;
+};
+
+/* Decodes b[0..n) as INS (in) or OUTS of size-byte elements: prefixes,
+ * then 6C/6D or 6E/6F, ending within n bytes. */
+static bool str_decode(const uint8_t *b, unsigned n,
+                       const struct vmm_sregs *s, bool in, unsigned size,
+                       struct str_insn *o)
+{
+    bool long64 = (s->efer & 0x400) && s->cs.l, op16 = !long64 && !s->cs.db;
+    bool o66 = false, a67 = false, rep = false;
+    unsigned i = 0;
+    for (; i < n; i++) {
+        uint8_t c = b[i];
+        if (c == 0x66)
+            o66 = true;
+        else if (c == 0x67)
+            a67 = true;
+        else if (c == 0xf2 || c == 0xf3)
+            rep = true;
+        else if (c == 0xf0 || c == 0x2e || c == 0x36 || c == 0x3e ||
+                 c == 0x26 || c == 0x64 || c == 0x65 ||
+                 (long64 && (c & 0xf0) == 0x40))
+            continue; /* lock, segment override, REX (no effect here) */
+        else
+            break;
+    }
+    if (i >= n || (b[i] & 0xfe) != (in ? 0x6c : 0x6e))
+        return false;
+    unsigned esize = !(b[i] & 1) ? 1 : (op16 != o66) ? 2 : 4;
+    if (esize != size)
+        return false;
+    o->len = i + 1;
+    o->rep = rep;
+    o->asz = long64 ? (a67 ? 4 : 8) : (op16 != a67) ? 2 : 4;
+    return true;
+}
+
+/* Up to n bytes of code at rip into b (fewer at the end of mapped
+ * memory); how many. */
+static unsigned code_at(struct vcpu *cpu, const struct vmm_sregs *s,
+                        uint64_t rip, uint8_t *b, unsigned n)
+{
+    bool long64 = (s->efer & 0x400) && s->cs.l;
+    uint64_t lin = long64 ? rip : (uint32_t)(rip + s->cs.base);
+    while (n && vmm_read_gva(cpu->ram, cpu->ram_size, s, lin, b, n))
+        n--;
+    return n;
+}
+
+/* The string instruction at rip, if it is one. */
+static bool str_at(struct vcpu *cpu, const struct vmm_sregs *s, uint64_t rip,
+                   bool in, unsigned size, struct str_insn *o)
+{
+    uint8_t b[15];
+    unsigned n = code_at(cpu, s, rip, b, 15);
+    if (!str_decode(b, n, s, in, size, o))
+        return false;
+    o->rip = rip;
+    return true;
+}
+
+static uint64_t asz_mask(unsigned asz)
+{
+    return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull;
+}
+
+/* An OUTS that ends right before rip (its last or only element done).
+ * The longest decoding that fits wins; a rep one only with RCX at 0. */
+static bool str_before(struct vcpu *cpu, const struct vmm_sregs *s,
+                       uint64_t rip, uint64_t rcx, unsigned size,
+                       struct str_insn *o)
+{
+    uint8_t b[15];
+    if (rip < 1 || code_at(cpu, s, rip - 1, b, 1) != 1 ||
+        (b[0] & 0xfe) != 0x6e)
+        return false; /* the common case: not an OUTS */
+    unsigned avail = 15;
+    while (avail > 1 && (rip < avail || code_at(cpu, s, rip - avail, b,
+                                                avail) != avail))
+        avail--;
+    for (unsigned len = avail; len >= 1; len--) {
+        if (!str_decode(b + avail - len, len, s, false, size, o) ||
+            o->len != len)
+            continue;
+        if (!o->rep || !(rcx & asz_mask(o->asz))) {
+            o->rip = rip - len;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* reg + delta as a string instruction of address size asz writes it. */
+static uint64_t str_step(uint64_t reg, int64_t delta, unsigned asz)
+{
+    if (!delta)
+        return reg;
+    uint64_t v = reg + (uint64_t)delta;
+    if (asz == 2)
+        return (reg & ~0xffffull) | (v & 0xffff);
+    return asz == 4 ? (uint32_t)v : v;
+}
+
+/* Is this port exit a string instruction?  *o describes it. */
+static bool str_exit(struct vcpu *cpu, bool write, uint16_t port,
+                     unsigned size, const uint8_t *data, struct str_insn *o)
+{
+    struct kvm_priv *p = P(cpu);
+    const struct kvm_regs *r = &p->run->s.regs.regs;
+    struct vmm_sregs s;
+    memcpy(&s, &p->run->s.regs.sregs, sizeof s);
+    if (!write) /* IN: nothing done yet, RIP at the instruction */
+        return str_at(cpu, &s, r->rip, true, size, o);
+    bool mid = str_at(cpu, &s, r->rip, false, size, o) && o->rep;
+    struct str_insn done;
+    bool after = str_before(cpu, &s, r->rip, r->rcx, size, &done);
+    if (!mid) {
+        *o = done;
+        return after;
+    }
+    /* A rep OUTS at RIP, but RIP may also be just past an OUTS or (on a
+     * host that leaves RIP past an OUT) an OUT to the same port.  After
+     * an element of the rep, the port exit before was at this RIP with
+     * one more iteration to go (or, after an interrupt in between, an OUT
+     * would have written AL). */
+    const struct vmm_kvm_quirks *q = vmm_kvm_quirks();
+    struct vmm_regs g;
+    memcpy(&g, r, sizeof g);
+    bool out = q->out_rip_after[s.cs.dpl ? 1 : 0] &&
+               vmm_insn_len_before(cpu->ram, cpu->ram_size, &g, &s, false,
+                                   port, size);
+    if ((!after && !out) ||
+        (p->pio_rip == r->rip &&
+         ((p->pio_rcx - r->rcx) & asz_mask(o->asz)) == 1))
+        return true;
+    if (after) {
+        *o = done;
+        return true;
+    }
+    return memcmp(&r->rax, data, size) != 0;
+}
+
+/* The callbacks of a string exit, one per element (see above). */
+static int str_elements(struct vcpu *cpu, const struct str_insn *in,
+                        bool write, uint16_t port, unsigned size,
+                        uint8_t *data, uint32_t count, uint32_t *last)
+{
+    struct kvm_regs *r = &P(cpu)->run->s.regs.regs;
+    const struct kvm_regs exit = *r;
+    int64_t step = (r->rflags & 0x400) ? -(int64_t)size : (int64_t)size;
+    /* the registers before element 0: an OUTS exit is after its elements */
+    struct kvm_regs base = exit;
+    base.rip = in->rip;
+    if (write) {
+        base.rsi = str_step(exit.rsi, -step * count, in->asz);
+        if (in->rep)
+            base.rcx = str_step(exit.rcx, count, in->asz);
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < count && rc >= 0; i++, data += size) {
+        *r = base;
+        if (write)
+            r->rsi = str_step(base.rsi, step * i, in->asz);
+        else
+            r->rdi = str_step(base.rdi, step * i, in->asz);
+        if (in->rep)
+            r->rcx = str_step(base.rcx, -(int64_t)i, in->asz);
+        uint32_t v = 0;
+        if (write)
+            memcpy(&v, data, size);
+        rc = vcpu_io_pio(cpu, port, size, write, &v);
+        if (!write)
+            memcpy(data, &v, size);
+        *last = v;
+    }
+    if (!write)
+        *r = exit;
+    return rc < 0 ? rc : 0;
+}
+
 static int exit_pio(struct vcpu *cpu, struct vcpu_exit *e)
 {
     struct kvm_priv *p = P(cpu);
@@ -647,22 +857,36 @@ static int exit_pio(struct vcpu *cpu, struct vcpu_exit *e)
     bool write = r->io.direction == KVM_EXIT_IO_OUT;
     uint8_t *data = (uint8_t *)r + r->io.data_offset;
     if (r->io.data_offset + (uint64_t)size * r->io.count > p->run_size ||
-        (size != 1 && size != 2 && size != 4))
+        (size != 1 && size != 2 && size != 4) || !r->io.count)
         return VMM_E_KVM;
-    /* Before the callback: it may read the registers (vmm.h contract). */
-    if (write && r->io.count == 1)
-        normalise_write(cpu, false, r->io.port, size);
-    uint32_t v = 0;
-    for (uint32_t i = 0; i < r->io.count; i++, data += size) {
-        v = 0;
-        if (write)
-            memcpy(&v, data, size);
-        int rc = vcpu_io_pio(cpu, r->io.port, size, write, &v);
-        if (rc < 0)
-            return rc; /* > 0 (stop): this backend stops at every I/O */
-        if (!write)
-            memcpy(data, &v, size);
+    struct str_insn str;
+    bool is_str = p->sync_valid &&
+                  str_exit(cpu, write, r->io.port, size, data, &str);
+    if (p->sync_valid) {
+        p->pio_rip = r->s.regs.regs.rip;
+        p->pio_rcx = r->s.regs.regs.rcx;
     }
+    uint32_t v = 0;
+    int rc = 0;
+    if (is_str) {
+        rc = str_elements(cpu, &str, write, r->io.port, size, data,
+                          r->io.count, &v);
+    } else {
+        /* Before the callback: it may read the registers (vmm.h
+         * contract). */
+        if (write && r->io.count == 1)
+            normalise_write(cpu, false, r->io.port, size);
+        for (uint32_t i = 0; i < r->io.count && rc >= 0; i++, data += size) {
+            v = 0;
+            if (write)
+                memcpy(&v, data, size);
+            rc = vcpu_io_pio(cpu, r->io.port, size, write, &v);
+            if (!write)
+                memcpy(data, &v, size);
+        }
+    }
+    if (rc < 0)
+        return rc; /* > 0 (stop): this backend stops at every I/O */
     p->io_pending = true;
     e->reason = VCPU_EXIT_IO;
     e->is_mmio = false;
