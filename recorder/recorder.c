@@ -37,7 +37,9 @@ struct rec {
 
     struct store_event *batch; /* events not yet handed to the writer */
     size_t nbatch;
-    struct store_event last;   /* the previous event (IRQ repeats its regs) */
+    bool access_open;          /* the last exit's access is not complete */
+    bool kick_open;            /* stopped at a kick no event names yet */
+    struct vmm_regs kick_regs; /* its registers */
     uint64_t next_event;       /* index of the next event */
     uint32_t next_snap;        /* id of the next snapshot */
     uint64_t t0_ns;
@@ -111,7 +113,6 @@ static int log_event(struct rec *r, const struct store_event *ev)
             return -ENOMEM;
     }
     r->batch[r->nbatch++] = *ev;
-    r->last = *ev;
     r->next_event++;
     if (r->stats && ev->kind < STORE_EV_KIND_MAX)
         r->stats->events_by_kind[ev->kind]++;
@@ -213,6 +214,7 @@ static int log_access(struct rec *r, uint8_t kind, uint64_t addr,
     int rc = vcpu_get_regs(r->cpu, &regs);
     if (rc)
         return rc;
+    r->access_open = true;
     struct store_event ev;
     event_init(&ev, kind, &regs);
     ev.addr = addr;
@@ -296,15 +298,15 @@ static unsigned rep_done_len(struct rec *r, const struct vmm_regs *regs)
     return 0;
 }
 
-/* At a kick or window point.  KVM's instruction emulator (guest ring 0
- * on kvm-pvm; string I/O on every host) leaves a rep string instruction
- * whose last iteration is done at the instruction with its count at 0,
- * and steps past it only when it next enters it.  Stopped in between, the
- * vCPU is in a state that no instruction count names: Unicorn, like the
- * hardware, is past the instruction once its last iteration is.  Finish
- * it here (RIP past it, RF clear, as the emulator would), so that the
- * event and the snapshot hold the state a replay reaches.  *regs is
- * updated. */
+/* At a kick, window or injection point.  KVM's instruction emulator
+ * (guest ring 0 on kvm-pvm; string I/O on every host) leaves a rep string
+ * instruction whose last iteration is done at the instruction with its
+ * count at 0, and steps past it only when it next enters it.  Stopped in
+ * between, the vCPU is in a state that no instruction count names:
+ * Unicorn, like the hardware, is past the instruction once its last
+ * iteration is.  Finish it here (RIP past it, RF clear, as the emulator
+ * would), so that events, snapshots and interrupt frames hold the state a
+ * replay reaches.  *regs is updated. */
 static int finish_rep(struct rec *r, struct vmm_regs *regs)
 {
     if ((uint16_t)regs->rcx != 0) /* cheap first: most points are not */
@@ -319,14 +321,29 @@ static int finish_rep(struct rec *r, struct vmm_regs *regs)
 
 /* ---- run-loop hooks ---------------------------------------------------- */
 
+/* An arbitrary point (kick, interrupt window): its event, then the
+ * snapshot a replay restores to reach it. */
+static int log_point(struct rec *r, uint8_t kind, const struct vmm_regs *regs)
+{
+    struct vmm_regs here = *regs;
+    int rc = finish_rep(r, &here);
+    if (!rc)
+        rc = log_simple(r, kind, r->next_snap, &here);
+    if (!rc && kind == STORE_EV_KICK && r->stats)
+        r->stats->kicks++;
+    return rc ? rc : take_snapshot(r, STORE_SNAP_KICK);
+}
+
 static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
                      const struct vmm_regs *regs)
 {
     struct rec *r = ctx;
-    struct vmm_regs here;
     int rc = 0;
     (void)vm;
     r->exit_fresh = true;
+    r->kick_open = false; /* the guest ran on from it: nothing happened */
+    if (e->reason != VCPU_EXIT_IO)
+        r->access_open = false; /* completed by the entry since */
     switch (e->reason) {
     case VCPU_EXIT_IO:
         break; /* its accesses are logged already (rec_io) */
@@ -336,24 +353,23 @@ static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
             rc = take_snapshot(r, STORE_SNAP_PERIODIC);
         break;
     case VCPU_EXIT_KICK:
-        if (r->stats)
-            r->stats->kicks++;
-        here = *regs;
-        rc = finish_rep(r, &here);
-        if (!rc)
-            rc = log_simple(r, STORE_EV_KICK, r->next_snap, &here);
-        if (!rc)
-            rc = take_snapshot(r, STORE_SNAP_KICK);
+        /* The kicker's kicks are for snapshots; the run loop's (an
+         * interrupt waited too long, serial input to look for, every
+         * millisecond while the receive interrupt is on) matter only if
+         * an interrupt is injected here (hook_inject).  A kick that
+         * neither snapshots nor injects changes nothing the guest can see,
+         * so it needs no event. */
+        if (snapshot_due(r)) {
+            rc = log_point(r, STORE_EV_KICK, regs);
+        } else {
+            r->kick_open = true;
+            r->kick_regs = *regs;
+        }
         break;
     case VCPU_EXIT_IRQ_WINDOW:
         /* KVM reports the window only after the guest's next exit inside
          * KVM, so the point is as arbitrary as a kick's: snapshot it. */
-        here = *regs;
-        rc = finish_rep(r, &here);
-        if (!rc)
-            rc = log_simple(r, STORE_EV_WINDOW, r->next_snap, &here);
-        if (!rc)
-            rc = take_snapshot(r, STORE_SNAP_KICK);
+        rc = log_point(r, STORE_EV_WINDOW, regs);
         break;
     default:
         break; /* the run ends; the EXIT event describes it */
@@ -363,17 +379,47 @@ static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
     return rc;
 }
 
+/* The registers where an interrupt injected now is delivered: after the
+ * access of this exit, which KVM completes only at the next entry (an IN
+ * or MMIO read writes its destination then; a rep INS its elements),
+ * so finish it now (one KVM_RUN that returns before the guest runs);
+ * after the hlt; at the kick or window point.  A rep string instruction
+ * whose last iteration that was is finished too (finish_rep): delivered
+ * by KVM at the instruction, the interrupt frame would hold its address,
+ * where Unicorn (and the hardware) save the next one. */
+static int inject_regs(struct rec *r, struct vmm_regs *regs)
+{
+    if (r->access_open) {
+        struct vcpu_exit e;
+        vcpu_kick(r->cpu);
+        int rc = vcpu_run(r->cpu, NULL, &e);
+        if (rc)
+            return rc;
+        if (e.reason != VCPU_EXIT_KICK) {
+            rec_set_detail("completing an access before an interrupt: the "
+                           "vCPU stopped with exit %d", (int)e.reason);
+            return REC_E_STATE;
+        }
+        r->access_open = false;
+    }
+    int rc = vcpu_get_regs(r->cpu, regs);
+    return rc ? rc : finish_rep(r, regs);
+}
+
 static int hook_inject(void *ctx, struct vmm *vm, uint8_t vector)
 {
     struct rec *r = ctx;
-    struct store_event ev = r->last;
+    struct vmm_regs regs;
     (void)vm;
-    ev.kind = STORE_EV_IRQ;
-    ev.size = 0;
-    ev.flags = 0;
-    ev.aux = vector;
-    ev.addr = ev.value = 0;
-    int rc = log_event(r, &ev);
+    int rc = 0;
+    if (r->kick_open) {
+        r->kick_open = false;
+        rc = log_point(r, STORE_EV_KICK, &r->kick_regs);
+    }
+    if (!rc)
+        rc = inject_regs(r, &regs);
+    if (!rc)
+        rc = log_simple(r, STORE_EV_IRQ, vector, &regs);
     if (rc && !r->err)
         r->err = rc;
     return rc;
@@ -389,12 +435,16 @@ static const struct vmm_run_hooks rec_hooks = {
 static void *kicker_main(void *arg)
 {
     struct rec *r = arg;
+    uint64_t kicked = 0; /* the last kick that has not been answered */
     pthread_mutex_lock(&r->klock);
     while (!r->kstop) {
         uint64_t last = __atomic_load_n(&r->last_snap_ns, __ATOMIC_ACQUIRE);
-        /* Exits usually come first; kick only a guest that let a whole
-         * extra interval pass without one. */
-        uint64_t deadline = last + 2 * r->interval_ns;
+        /* A snapshot is due an interval after the last one.  Exits
+         * usually take it (the first one after that); a guest that makes
+         * none by then is kicked, and its kick takes it.  A kick can go
+         * unanswered only while the guest halts (nothing to snapshot):
+         * look again an interval after it, not at once. */
+        uint64_t deadline = (last > kicked ? last : kicked) + r->interval_ns;
         struct timespec ts = { (time_t)(deadline / 1000000000ull),
                                (long)(deadline % 1000000000ull) };
         int rc = 0;
@@ -404,8 +454,7 @@ static void *kicker_main(void *arg)
             break;
         if (__atomic_load_n(&r->last_snap_ns, __ATOMIC_ACQUIRE) == last) {
             vcpu_kick(r->cpu);
-            /* Give the vCPU thread time to take it before looking again. */
-            __atomic_store_n(&r->last_snap_ns, now_ns(), __ATOMIC_RELEASE);
+            kicked = now_ns();
         }
     }
     pthread_mutex_unlock(&r->klock);

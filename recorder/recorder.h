@@ -17,14 +17,19 @@
  *    replay from it re-executes the instruction (or the rest of a rep),
  *    consuming the event.
  *  - HLT event: registers after the hlt; a snapshot there follows it.
- *  - KICK event: the vCPU was stopped at an arbitrary instruction boundary;
- *    aux = the snapshot taken at exactly that point, logged right after.
+ *  - KICK event: the vCPU was stopped at an arbitrary instruction boundary
+ *    to take a snapshot there or to inject an interrupt there (a kick
+ *    that does neither is not logged: nothing happened); aux = the
+ *    snapshot taken at exactly that point, logged right after.  A rep
+ *    string instruction stopped after its last iteration is finished
+ *    first (RIP past it), as a replay sees it.
  *  - WINDOW event: interrupt-window exit.  KVM reports it wherever the
  *    guest next stopped inside KVM, an arbitrary boundary, so it is
  *    handled like a kick: aux = the snapshot taken there.
  *  - IRQ event: aux = vector, injected at the point of the event before it
  *    (after the I/O instruction completes, after the hlt, at the kick or
- *    window boundary); its registers repeat the previous event's.
+ *    window boundary); its registers are the state there, the one the
+ *    interrupt frame saves (the access is completed first for this).
  *  - EXIT event: last; aux = enum vmm_stop_kind, value = exit status.
  *
  * Writing happens on a background thread (compression, LMDB commits) so
