@@ -1,7 +1,9 @@
 /*
- * cmd_info.c — `ttvm info TRACE [--json]`: what a trace holds, for people
- * (text) and scripts (JSON).
+ * cmd_info.c — `ttvm info TRACE [--json] [--snapshots]`: what a trace
+ * holds, for people (text) and scripts (JSON), and where a trace whose
+ * recorder died ends.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,21 @@ struct info {
     bool have_final, indexed;
     struct store_stats s;
     uint64_t snap_pages_max, snap_bytes, kicks_snaps;
+    struct store_snapshot_info *snaps; /* every snapshot, by id */
+    uint32_t nsnaps;
 };
+
+static const char *const reason_label[] = {
+    [STORE_SNAP_BOOT] = "boot",
+    [STORE_SNAP_PERIODIC] = "periodic",
+    [STORE_SNAP_KICK] = "kick",
+};
+
+static const char *reason_of(uint32_t reason)
+{
+    return reason < sizeof reason_label / sizeof *reason_label
+               ? reason_label[reason] : "?";
+}
 
 static const char *const kind_label[STORE_EV_KIND_MAX] = {
     [STORE_EV_PIO_IN] = "pio_in",     [STORE_EV_PIO_OUT] = "pio_out",
@@ -43,13 +59,22 @@ static const char *stop_label(uint64_t kind)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ttvm info TRACE [--json] [--key-file FILE]\n\n"
-               "Describe a trace: guest, memory, how the run ended, events "
-               "by kind,\nsnapshots, pages, bytes on disk, compression and "
-               "deduplication,\nwhether the instruction index exists.\n\n"
+    fprintf(f, "usage: ttvm info TRACE [--json] [--snapshots] [--key-file "
+               "FILE]\n\n"
+               "Describe a trace: guest, memory, how the run ended (or, for "
+               "a trace whose\nrecorder stopped early, where it ends), "
+               "events by kind, snapshots, pages,\nbytes on disk, "
+               "compression and deduplication, whether the instruction\n"
+               "index exists.\n\n"
                "  --json            one JSON object on stdout instead of "
                "text\n"
-               "  --key-file FILE   key of an encrypted trace\n");
+               "  --snapshots       list every snapshot: id, reason, event "
+               "index, time,\n"
+               "                    pages, stored bytes, pause (JSON: "
+               "\"snapshot_list\")\n"
+               "  --key-file FILE   key of an encrypted trace\n\n"
+               "exit status: 0, 2 usage, 18 trace missing, corrupt or "
+               "unreadable.\n");
 }
 
 static int gather(struct store *st, struct info *in)
@@ -72,21 +97,46 @@ static int gather(struct store *st, struct info *in)
     store_meta_get_u64(st, "final.wall_ns", &in->wall_ns);
     store_meta_get_str(st, "final.detail", &in->detail);
     in->indexed = store_index_complete(st, &in->end_icount);
+    in->snaps = calloc(in->s.snapshots ? in->s.snapshots : 1,
+                       sizeof *in->snaps);
+    if (!in->snaps)
+        return -ENOMEM;
     for (uint32_t id = 0; id < in->s.snapshots; id++) {
-        struct store_snapshot_info si;
-        if (store_snapshot_get(st, id, &si, NULL, NULL, NULL, NULL))
-            continue;
-        if (si.npages > in->snap_pages_max)
-            in->snap_pages_max = si.npages;
-        in->snap_bytes += si.stored_bytes;
-        in->kicks_snaps += si.reason == STORE_SNAP_KICK;
+        struct store_snapshot_info *si = &in->snaps[in->nsnaps];
+        if ((rc = store_snapshot_get(st, id, si, NULL, NULL, NULL, NULL)))
+            return rc;
+        in->nsnaps++;
+        if (si->npages > in->snap_pages_max)
+            in->snap_pages_max = si->npages;
+        in->snap_bytes += si->stored_bytes;
+        in->kicks_snaps += si->reason == STORE_SNAP_KICK;
     }
     return 0;
 }
 
+/* The last snapshot of an incomplete trace: where a replay can restart
+ * from, and how far into the run it was taken. */
+static const struct store_snapshot_info *last_snap(const struct info *in)
+{
+    return in->nsnaps ? &in->snaps[in->nsnaps - 1] : NULL;
+}
+
 static double ratio(uint64_t a, uint64_t b) { return b ? (double)a / b : 0; }
 
-static void print_text(const char *path, const struct info *in)
+/* One line: "ttvm info: TRACE: what is wrong", naming the trace once (the
+ * storage layer's details of a failed open start with it already). */
+static void print_error(const char *path, int rc, const char *detail)
+{
+    size_t n = strlen(path);
+    if (!detail || !*detail)
+        fprintf(stderr, "ttvm info: %s: %s\n", path, store_strerror(rc));
+    else if (!strncmp(detail, path, n) && detail[n] == ':')
+        fprintf(stderr, "ttvm info: %s\n", detail);
+    else
+        fprintf(stderr, "ttvm info: %s: %s\n", path, detail);
+}
+
+static void print_text(const char *path, const struct info *in, bool list)
 {
     const struct store_stats *s = &in->s;
     printf("trace        %s%s%s\n", path, s->complete ? "" : "  (INCOMPLETE: "
@@ -97,6 +147,13 @@ static void print_text(const char *path, const struct info *in)
            in->cmdline && *in->cmdline ? in->cmdline : "",
            in->cmdline && *in->cmdline ? "\"" : "");
     printf("memory       %llu MiB\n", (unsigned long long)(in->mem >> 20));
+    const struct store_snapshot_info *ls = last_snap(in);
+    if (!s->complete && ls)
+        printf("ends         after event %llu (the last commit); last "
+               "snapshot %u at event %llu, %.3f s into the run\n",
+               (unsigned long long)s->events, ls->id,
+               (unsigned long long)ls->event_index,
+               (double)ls->time_ns / 1e9);
     if (in->have_final) {
         printf("ended        %s", stop_label(in->kind));
         if (in->kind == VMM_STOP_EXIT)
@@ -118,6 +175,22 @@ static void print_text(const char *path, const struct info *in)
            (unsigned long long)in->kicks_snaps,
            (unsigned long long)in->snap_pages_max,
            (unsigned long long)in->snap_bytes);
+    if (list) {
+        printf("  %6s %-8s %12s %10s %8s %12s %9s\n", "id", "reason",
+               "event", "time s", "pages", "stored", "pause us");
+        for (uint32_t i = 0; i < in->nsnaps; i++) {
+            const struct store_snapshot_info *si = &in->snaps[i];
+            printf("  %6u %-8s %12llu %10.3f %8u %12llu ", si->id,
+                   reason_of(si->reason),
+                   (unsigned long long)si->event_index,
+                   (double)si->time_ns / 1e9, si->npages,
+                   (unsigned long long)si->stored_bytes);
+            if (si->pause_us)
+                printf("%9u\n", si->pause_us);
+            else
+                printf("%9s\n", "-");
+        }
+    }
     printf("pages        %llu versions, %llu zero, %llu distinct stored\n",
            (unsigned long long)s->page_versions,
            (unsigned long long)s->zero_pages,
@@ -148,7 +221,7 @@ static void json_str(const char *key, const char *v, bool comma)
     printf("\"%s\n", comma ? "," : "");
 }
 
-static void print_json(const char *path, const struct info *in)
+static void print_json(const char *path, const struct info *in, bool list)
 {
     const struct store_stats *s = &in->s;
     printf("{\n");
@@ -160,6 +233,13 @@ static void print_json(const char *path, const struct info *in)
     printf("  \"complete\": %s,\n  \"encrypted\": %s,\n",
            s->complete ? "true" : "false", s->encrypted ? "true" : "false");
     printf("  \"memory_bytes\": %llu,\n", (unsigned long long)in->mem);
+    const struct store_snapshot_info *ls = last_snap(in);
+    if (!s->complete && ls)
+        printf("  \"ends\": {\"events\": %llu, \"last_snapshot\": %u, "
+               "\"last_snapshot_event\": %llu, \"last_snapshot_time_s\": "
+               "%.6f},\n", (unsigned long long)s->events, ls->id,
+               (unsigned long long)ls->event_index,
+               (double)ls->time_ns / 1e9);
     if (in->have_final) {
         json_str("ended", stop_label(in->kind), true);
         printf("  \"exit_status\": %d,\n  \"duration_s\": %.6f,\n",
@@ -175,9 +255,25 @@ static void print_json(const char *path, const struct info *in)
     }
     printf("},\n  \"event_bytes\": %llu,\n", (unsigned long long)s->event_bytes);
     printf("  \"snapshots\": %u,\n  \"kick_snapshots\": %llu,\n"
-           "  \"largest_snapshot_pages\": %llu,\n",
+           "  \"largest_snapshot_pages\": %llu,\n"
+           "  \"snapshot_bytes\": %llu,\n",
            s->snapshots, (unsigned long long)in->kicks_snaps,
-           (unsigned long long)in->snap_pages_max);
+           (unsigned long long)in->snap_pages_max,
+           (unsigned long long)in->snap_bytes);
+    if (list) {
+        printf("  \"snapshot_list\": [");
+        for (uint32_t i = 0; i < in->nsnaps; i++) {
+            const struct store_snapshot_info *si = &in->snaps[i];
+            printf("%s\n    {\"id\": %u, \"reason\": \"%s\", \"event\": %llu, "
+                   "\"time_s\": %.6f, \"pages\": %u, \"stored_bytes\": %llu, "
+                   "\"pause_us\": %u}", i ? "," : "", si->id,
+                   reason_of(si->reason),
+                   (unsigned long long)si->event_index,
+                   (double)si->time_ns / 1e9, si->npages,
+                   (unsigned long long)si->stored_bytes, si->pause_us);
+        }
+        printf("\n  ],\n");
+    }
     printf("  \"page_versions\": %llu,\n  \"zero_pages\": %llu,\n"
            "  \"unique_pages\": %llu,\n  \"page_bytes_raw\": %llu,\n"
            "  \"page_bytes_stored\": %llu,\n",
@@ -201,17 +297,20 @@ int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "json", no_argument, NULL, 'j' },
+        { "snapshots", no_argument, NULL, 's' },
         { "key-file", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    bool json = false;
+    bool json = false, list = false;
     uint8_t key[STORE_KEY_BYTES];
     const char *key_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'j') {
             json = true;
+        } else if (c == 's') {
+            list = true;
         } else if (c == 'k') {
             key_file = optarg;
             if (cmd_read_key(key_file, key))
@@ -232,19 +331,19 @@ int cmd_info(int argc, char **argv)
     struct store *st;
     int rc = store_open(path, false, key_file ? key : NULL, &st);
     if (rc) {
-        fprintf(stderr, "ttvm info: %s: %s\n", path, store_strerror(rc));
+        print_error(path, rc, store_error_detail(NULL));
         return TTVM_EXIT_TRACE;
     }
     struct info in = { 0 };
     rc = gather(st, &in);
     if (rc)
-        fprintf(stderr, "ttvm info: %s: %s%s%s\n", path, store_strerror(rc),
-                *store_error_detail(st) ? ": " : "", store_error_detail(st));
+        print_error(path, rc, store_error_detail(st));
     else if (json)
-        print_json(path, &in);
+        print_json(path, &in, list);
     else
-        print_text(path, &in);
+        print_text(path, &in, list);
     store_close(st);
+    free(in.snaps);
     free(in.guest);
     free(in.cmdline);
     free(in.argv);

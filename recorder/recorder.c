@@ -175,6 +175,12 @@ static int take_snapshot(struct rec *r, uint32_t reason)
         r->stats->snapshots++;
     }
     rc = flush_events(r);
+    /* The pause stored with it: the vCPU held so far.  Handing the
+     * snapshot over can still wait for room in the writer's queue (a
+     * guest dirtying memory faster than the disk takes it); the summary's
+     * pause figures count that wait too. */
+    uint64_t held_us = (now_ns() - t) / 1000;
+    job->info.pause_us = held_us > UINT32_MAX ? UINT32_MAX : (uint32_t)held_us;
     if (!rc)
         rc = rec_writer_submit(r->w, job);
     else

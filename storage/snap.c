@@ -105,6 +105,7 @@ static int info_decode(struct store *st, uint32_t id,
     info->event_index = le64_get(b.p + 8);
     info->time_ns = le64_get(b.p + 16);
     info->npages = le32_get(b.p + 24);
+    info->pause_us = le32_get(b.p + 28);
     info->stored_bytes = le64_get(b.p + 32);
     info->icount = UINT64_MAX;
     buf_free(&b);
@@ -364,6 +365,7 @@ static int put_info(struct store *st, const struct snap_build *b)
     le64_put(raw + 8, b->info.event_index);
     le64_put(raw + 16, b->info.time_ns);
     le32_put(raw + 24, (uint32_t)b->npages);
+    le32_put(raw + 28, b->info.pause_us);
     le64_put(raw + 32, b->stored_bytes);
     snap_key(k, b->info.id, 'i');
     int rc = val_seal(st, DB_SNAPS, k, 6, VT_SNAPINFO, 0, raw, INFO_LEN, 0, &v,

@@ -152,7 +152,8 @@ struct store_snapshot_info {
     uint64_t icount;      /* position once indexed, else UINT64_MAX */
     uint64_t time_ns;     /* run time since boot when taken */
     uint32_t npages;      /* pages saved with it (written since previous) */
-    uint32_t pad;
+    uint32_t pause_us;    /* how long the vCPU was held to take it (µs,
+                             saturating; 0 = not recorded) */
     uint64_t stored_bytes;/* compressed bytes its new page contents took */
 };
 

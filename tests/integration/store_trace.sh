@@ -79,4 +79,20 @@ check_err "$tmp/enc" "wrong key" "$wrong"
 $TOOL synth "$tmp/inc" --events 100 --snapshots 1 --incomplete >/dev/null
 out=$($TOOL check "$tmp/inc") || fail "incomplete: $out"
 grep -q "incomplete" <<<"$out" || fail "incomplete trace said: $out"
+# ttvm info: per-snapshot sizes, and where an incomplete trace ends
+TTVM=${TTVM:-$BUILD/ttvm}
+"$TTVM" info --json --snapshots "$tmp/t" >"$tmp/info.json" || fail "info --json"
+n=$(grep -c '^    {"id": ' "$tmp/info.json")
+[ "$n" -eq 5 ] || fail "info --snapshots lists $n snapshots, want 5"
+sum=$(grep -o '"stored_bytes": [0-9]*' "$tmp/info.json" |
+    awk '{s += $2} END {print s}')
+total=$(grep -o '"snapshot_bytes": [0-9]*' "$tmp/info.json" | awk '{print $2}')
+[ "$sum" = "$total" ] && [ "$total" -gt 0 ] ||
+    fail "snapshot stored bytes sum to $sum, snapshot_bytes is $total"
+"$TTVM" info --snapshots "$tmp/t" | grep -q "^ *4 periodic " ||
+    fail "info --snapshots text lacks snapshot 4"
+"$TTVM" info "$tmp/inc" | grep -q "^ends *after event 100 .*last snapshot 0" ||
+    fail "info does not say where the incomplete trace ends"
+"$TTVM" info --json "$tmp/inc" | grep -q '"ends": {"events": 100, "last_snapshot": 0' ||
+    fail "info --json does not say where the incomplete trace ends"
 echo "store_trace: ok"

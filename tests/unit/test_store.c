@@ -472,6 +472,40 @@ Test(store, page_versions_across_snapshots)
     free(ev);
 }
 
+Test(store, snapshot_info_round_trip)
+{
+    struct store_event *ev = io_events(7, 1);
+    struct store *st = create(NULL);
+    struct store_snapshot_info si = {.id = 0, .reason = STORE_SNAP_BOOT};
+    ST_OK(st, store_snapshot_begin(st, &si, "c", 1, "d", 1));
+    write_page(st, 5, 5);
+    ST_OK(st, store_snapshot_end(st));
+    ST_OK(st, store_events_append(st, ev, 7));
+    si = (struct store_snapshot_info){.id = 1, .reason = STORE_SNAP_KICK,
+                                      .event_index = 7, .time_ns = 123456789,
+                                      .pause_us = 1234};
+    ST_OK(st, store_snapshot_begin(st, &si, "c", 1, "d", 1));
+    write_page(st, 5, 6);
+    write_page(st, 6, 0);
+    ST_OK(st, store_snapshot_end(st));
+    store_close(st);
+
+    st = reopen(false, NULL);
+    cr_assert_eq(store_snapshot_count(st), 2);
+    struct store_snapshot_info got;
+    ST_OK(st, store_snapshot_get(st, 0, &got, NULL, NULL, NULL, NULL));
+    cr_assert_eq(got.pause_us, 0); /* not recorded */
+    ST_OK(st, store_snapshot_get(st, 1, &got, NULL, NULL, NULL, NULL));
+    cr_assert_eq(got.reason, STORE_SNAP_KICK);
+    cr_assert_eq(got.event_index, 7);
+    cr_assert_eq(got.time_ns, 123456789);
+    cr_assert_eq(got.npages, 2);
+    cr_assert_eq(got.pause_us, 1234);
+    cr_assert_gt(got.stored_bytes, 0);
+    store_close(st);
+    free(ev);
+}
+
 Test(store, snapshot_misuse_is_refused_and_recoverable)
 {
     struct store *st = create(NULL);
