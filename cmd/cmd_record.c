@@ -273,8 +273,11 @@ int cmd_record(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &a->t_end);
         cmd_machine_stop(&a->m); /* flush the console first */
         if (rc) {
-            fprintf(stderr, "ttvm record: %s%s%s\n", rec_strerror(rc),
-                    *rec_error_detail() ? ": " : "", rec_error_detail());
+            /* The detail says what failed and why, naming the trace
+             * where it matters; the bare error only without one. */
+            fprintf(stderr, "ttvm record: %s\n", *rec_error_detail()
+                                                      ? rec_error_detail()
+                                                      : rec_strerror(rc));
             code = rc <= -5100 && rc > -5200 ? TTVM_EXIT_TRACE
                                              : TTVM_EXIT_ERROR;
         } else {

@@ -610,8 +610,10 @@ static int open_trace(struct rec *r, const struct rec_opts *o)
 {
     struct store_create_opts so = { .force = o->force, .key = o->key };
     int rc = store_create(o->trace, &so, &r->st);
-    if (rc)
-        rec_set_detail("%s: %s", o->trace, store_strerror(rc));
+    if (rc) /* storage's detail names the trace and says what to do */
+        rec_set_detail("%s", *store_error_detail(NULL)
+                                 ? store_error_detail(NULL)
+                                 : store_strerror(rc));
     return rc;
 }
 
@@ -635,6 +637,10 @@ static int run_recorded(struct rec *r, const struct rec_opts *o,
     rc = vmm_run(r->vm, &ro, res);
     vcpu_set_io(r->cpu, r->bus, r->bus_ctx);
     kicker_stop(r);
+    if (r->err && !*detail)
+        rec_set_detail("%s%s%s", rec_strerror(r->err),
+                       *rec_writer_detail(r->w) ? ": " : "",
+                       rec_writer_detail(r->w));
     if (r->err)
         return r->err;
     if (rc)

@@ -24,6 +24,7 @@
 #define LCR_DLAB 0x80
 
 struct verify {
+    const char *path;
     struct store *st;
     struct vmm *vm;
     struct vcpu *cpu;
@@ -36,6 +37,14 @@ struct verify {
     size_t buf_n;
     bool dlab;
 };
+
+/* What a store error was about: storage's detail (it names the record),
+ * else the error's name. */
+static const char *store_why(const struct verify *v, int rc)
+{
+    const char *d = store_error_detail(v->st);
+    return d && *d ? d : store_strerror(rc);
+}
 
 /* Register and event names are the replayer's (replayer_int.h). */
 static const char *kind_name(unsigned k)
@@ -380,7 +389,7 @@ static int setup_machine(struct verify *v, const char *trace)
     if (rc) {
         free(cpuid);
         snprintf(v->res->detail, sizeof v->res->detail,
-                 "%s: machine description: %s", trace, store_strerror(rc));
+                 "%s: machine description: %s", trace, store_why(v, rc));
         return rc;
     }
     struct vmm_config cfg = {
@@ -408,8 +417,10 @@ static int start_at_snapshot(struct verify *v, uint32_t id)
     int rc = store_snapshot_get(v->st, id, &info, NULL, NULL, NULL, NULL);
     if (rc) {
         snprintf(v->res->detail, sizeof v->res->detail,
-                 "snapshot %u: %s (the trace has %u)", id,
-                 store_strerror(rc), store_snapshot_count(v->st));
+                 "%s: snapshot %u: %s (the trace has %u)", v->path, id,
+                 rc == STORE_E_NOTFOUND ? store_strerror(rc)
+                                        : store_why(v, rc),
+                 store_snapshot_count(v->st));
         return rc;
     }
     rc = load_all_pages(v, id);
@@ -426,10 +437,17 @@ int replay_verify(const char *trace, const struct replay_verify_opts *o,
     memset(res, 0, sizeof *res);
     int rc = store_open(trace, false, o->key, &v.st);
     if (rc) {
-        snprintf(res->detail, sizeof res->detail, "%s: %s", trace,
-                 store_strerror(rc));
+        /* storage's detail of a failed open names the trace already */
+        const char *d = store_error_detail(NULL);
+        size_t n = strlen(trace);
+        if (d && !strncmp(d, trace, n) && d[n] == ':')
+            snprintf(res->detail, sizeof res->detail, "%s", d);
+        else
+            snprintf(res->detail, sizeof res->detail, "%s: %s", trace,
+                     d && *d ? d : store_strerror(rc));
         return rc;
     }
+    v.path = trace;
     /* The machine comes from snapshot 0, but a trace whose embedded image
      * was tampered with is not trustworthy either. */
     void *img = NULL;
@@ -438,7 +456,7 @@ int replay_verify(const char *trace, const struct replay_verify_opts *o,
     free(img);
     if (rc) {
         snprintf(res->detail, sizeof res->detail, "%s: guest image: %s",
-                 trace, store_strerror(rc));
+                 trace, store_why(&v, rc));
         store_close(v.st);
         return rc;
     }
@@ -452,9 +470,9 @@ int replay_verify(const char *trace, const struct replay_verify_opts *o,
     if (rc == 1 || rc == REPLAY_E_DIVERGED)
         rc = 0;
     else if (rc < 0 && !res->detail[0])
-        snprintf(res->detail, sizeof res->detail, "event %llu: %s",
-                 (unsigned long long)v.next,
-                 rc <= -5100 && rc > -5200 ? store_strerror(rc)
+        snprintf(res->detail, sizeof res->detail, "%s: event %llu: %s",
+                 trace, (unsigned long long)v.next,
+                 rc <= -5100 && rc > -5200 ? store_why(&v, rc)
                                            : vmm_strerror(rc));
     if (v.vm)
         vmm_destroy(v.vm);

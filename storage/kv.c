@@ -269,6 +269,28 @@ static int open_dbis(struct store *st, struct open_args *a)
     return rc ? lmdb_err(st, rc, "opening the databases") : 0;
 }
 
+/* A file shorter than its last commit says was cut: reading its records
+ * would find some missing (LMDB maps what is there) and call the trace
+ * foreign, or fault.  Name it for what it is. */
+static int check_length(struct store *st, const struct open_args *a)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+    char f[4096];
+    struct stat s;
+    snprintf(f, sizeof f, "%s/data.mdb", a->path);
+    if (mdb_env_info(a->e->env, &info) || mdb_env_stat(a->e->env, &ms) ||
+        stat(f, &s) < 0)
+        return 0; /* nothing to compare with: let the reads decide */
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    if ((uint64_t)s.st_size >= need)
+        return 0;
+    return store_fail(st, STORE_E_CORRUPT,
+                      "trace corrupt: data.mdb truncated to %lld bytes (its "
+                      "last commit needs %llu)",
+                      (long long)s.st_size, (unsigned long long)need);
+}
+
 static int open_body(struct store *st, void *arg)
 {
     struct open_args *a = arg;
@@ -286,6 +308,8 @@ static int open_body(struct store *st, void *arg)
                           "%s: data.mdb has an unknown LMDB version", a->path);
     if (rc)
         return lmdb_err(st, rc, "opening data.mdb");
+    if (!a->create && (rc = check_length(st, a)))
+        return rc;
     if (!(a->flags & MDB_NOLOCK))
         mdb_reader_check(a->e->env, NULL); /* slots of killed processes */
     return open_dbis(st, a);
