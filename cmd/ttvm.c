@@ -18,8 +18,8 @@ static const struct cmd commands[] = {
     { "info", "describe what a trace holds", cmd_info },
     { "events", "list a trace's recorded I/O, interrupts and exit",
       cmd_events },
-    { "replay", "re-execute a trace (--verify: check it on KVM)",
-      cmd_replay },
+    { "replay", "debug a recording with gdb, forwards and backwards "
+                "(--verify: check it on KVM)", cmd_replay },
     { "index", "find every event's instruction count (replay index)",
       cmd_index },
     { "doctor", "show what this host's KVM can do", cmd_doctor },
