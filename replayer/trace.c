@@ -360,6 +360,17 @@ static int cover_window(struct replay *r, size_t i, const struct rp_cover **c)
     return 0;
 }
 
+/* Does window i hold the address of an armed breakpoint? */
+static int window_runs_a_break(struct replay *r, size_t i, bool *yes)
+{
+    const struct rp_cover *c = NULL;
+    int rc = cover_window(r, i, &c);
+    *yes = false;
+    for (size_t k = 0; !rc && k < r->nbps && !*yes; k++)
+        *yes = code_has(c, r->bps[k]);
+    return rc;
+}
+
 int rp_breaks_may_run(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
                       uint64_t *last_end)
 {
@@ -373,16 +384,13 @@ int rp_breaks_may_run(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
         uint64_t hi = i + 1 < r->ncov ? r->cov_start[i + 1] : UINT64_MAX;
         if (hi <= a)
             break;
-        const struct rp_cover *c = NULL;
-        int rc = cover_window(r, i, &c);
-        if (rc)
+        bool yes;
+        int rc = window_runs_a_break(r, i, &yes);
+        if (rc || yes) {
+            *maybe = true;
+            *last_end = hi < b ? hi : b;
             return rc;
-        for (size_t k = 0; k < r->nbps; k++)
-            if (code_has(c, r->bps[k])) {
-                *maybe = true;
-                *last_end = hi < b ? hi : b;
-                return 0;
-            }
+        }
         if (lo <= a)
             break;
     }
@@ -395,15 +403,12 @@ int rp_breaks_next_run(struct replay *r, uint64_t from, uint64_t *at)
     if (!r->ncov)
         return 0;
     for (size_t i = cover_of(r, from); i < r->ncov; i++) {
-        const struct rp_cover *c = NULL;
-        int rc = cover_window(r, i, &c);
-        if (rc)
+        bool yes;
+        int rc = window_runs_a_break(r, i, &yes);
+        if (rc || yes) {
+            *at = r->cov_start[i] > from ? r->cov_start[i] : from;
             return rc;
-        for (size_t k = 0; k < r->nbps; k++)
-            if (code_has(c, r->bps[k])) {
-                *at = r->cov_start[i] > from ? r->cov_start[i] : from;
-                return 0;
-            }
+        }
     }
     *at = r->end > from ? r->end : from;
     return 0;

@@ -9,10 +9,14 @@
 # So every answer below is checked against a value computed here.
 import os
 import signal
+import sys
 import threading
 import time
 
 import gdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdbtest import check, run, run_expecting  # noqa: E402
 
 CODE, DATA = 0x100000, 0x200000
 END, EXIT_STATUS = int(os.environ["TTVM_END"]), 3
@@ -26,22 +30,6 @@ def on_stop(ev):
 gdb.events.stop.connect(on_stop)
 
 
-def run(cmd):
-    return gdb.execute(cmd, to_string=True)
-
-
-def run_expecting(cmd, *texts):
-    """Runs cmd with its output on stdout, between markers that
-    gdb_fakestub.sh checks: gdb prints stop messages ("No more
-    reverse-execution history.") and console output from the stub outside
-    what to_string captures."""
-    print("@@begin")
-    gdb.flush()
-    gdb.execute(cmd)
-    gdb.flush()
-    for text in texts:
-        print("@@want %s" % text)
-    print("@@end")
 
 
 def val(expr):
@@ -58,13 +46,6 @@ def var_at(i, var):
         return 0x1111 * (var + 1)
     return first + (i - 1 - first) // 64 * 64
 
-
-def check(cond, what):
-    if not cond:
-        print("FAIL: " + what)
-        gdb.flush()
-        os._exit(1)
-    print("ok: " + what)
 
 
 def position():

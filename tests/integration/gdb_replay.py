@@ -11,8 +11,12 @@
 import os
 import re
 import subprocess
+import sys
 
 import gdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdbtest import check, run, run_expecting  # noqa: E402
 
 TRACE = os.environ.get("TTVM_TRACE", "")
 CHECK = os.environ.get("TTVM_CHECK", "")
@@ -25,29 +29,7 @@ stops = []
 gdb.events.stop.connect(lambda ev: stops.append(ev))
 
 
-def run(cmd):
-    return gdb.execute(cmd, to_string=True)
 
-
-def run_expecting(cmd, *texts):
-    """Runs cmd with its output on stdout between markers that
-    gdb_replay.sh checks for texts: gdb prints some stop messages ("No
-    more reverse-execution history.") outside what to_string captures."""
-    print("@@begin")
-    gdb.flush()
-    gdb.execute(cmd)
-    gdb.flush()
-    for t in texts:
-        print("@@want %s" % t)
-    print("@@end")
-
-
-def check(cond, what):
-    if not cond:
-        print("FAIL: " + what)
-        gdb.flush()
-        os._exit(1)
-    print("ok: " + what)
 
 
 def val(expr):

@@ -68,6 +68,18 @@ def ask(s, payload):
     return read_reply(s)
 
 
+def drain(s, quiet):
+    """Reads and drops what the stub says until it is quiet for a while."""
+    time.sleep(0.2)
+    s.settimeout(quiet)
+    try:
+        while s.recv(65536):
+            pass
+    except socket.timeout:
+        pass
+    s.settimeout(10)
+
+
 def main():
     rng = random.Random(1234)
 
@@ -102,23 +114,9 @@ def main():
     check(ask(s, "?").startswith(b"T05"), "still answering after it")
     # Random bytes, a few kilobytes of them, then resynchronise on a packet.
     s.sendall(bytes(rng.randrange(256) for _ in range(4096)).replace(b"\x03", b""))
-    time.sleep(0.2)
-    s.settimeout(1)
-    try:
-        while s.recv(65536):
-            pass
-    except socket.timeout:
-        pass
-    s.settimeout(10)
+    drain(s, 1)
     s.sendall(b"#00")  # end whatever packet the noise started
-    time.sleep(0.2)
-    s.settimeout(0.5)
-    try:
-        while s.recv(65536):
-            pass
-    except socket.timeout:
-        pass
-    s.settimeout(10)
+    drain(s, 0.5)
     check(ask(s, "?").startswith(b"T05"), "resynchronised after random bytes")
     s.close()
 
