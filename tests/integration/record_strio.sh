@@ -63,6 +63,23 @@ check dense --snapshot-interval 0.2
 t=$TMP/dense
 n=$(count "$t" snapshots)
 [ "${n:-0}" -gt 100 ] || fail "dense: only ${n:-0} snapshots"
+# snapshots between two elements of one string instruction: the events
+# before and at the snapshot's index are accesses at the same RIP
+"$TTVM" info --json --snapshots "$t" |
+    sed -n 's/.*"event": \([0-9]*\),.*/\1/p' >"$t.snapev"
+"$TTVM" events --json "$t" >"$t.events"
+awk 'NR == FNR { id[$1] = NR - 1; next }
+    { match($0, /"index": [0-9]+/); i = substr($0, RSTART + 9, RLENGTH - 9) + 0
+      match($0, /"rip": [0-9]+/); rip = substr($0, RSTART, RLENGTH)
+      io = $0 ~ /"kind": "(in|out)"/
+      if ((i in id) && io && prev_io && rip == prev_rip) print id[i]
+      prev_io = io; prev_rip = rip }' "$t.snapev" "$t.events" >"$t.mid"
+mid=$(wc -l <"$t.mid")
+echo "  $n snapshots, $mid between elements of one instruction"
+[ "$mid" -gt 0 ] || fail "dense: no snapshot between string elements"
+for k in $(head -n 3 "$t.mid"); do
+    verify "$t" --from-snapshot "$k" || break
+done
 # verification from snapshots spread over the run
 for k in $(seq 1 $(( ${n:-2} / 12 + 1 )) $(( ${n:-2} - 1 ))); do
     verify "$t" --from-snapshot "$k" || break
