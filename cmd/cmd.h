@@ -30,7 +30,7 @@ enum {
     TTVM_EXIT_HOST = 6,      /* KVM or another host facility unusable */
     TTVM_EXIT_SHUTDOWN = 8,  /* guest triple-faulted */
     TTVM_EXIT_TIMEOUT = 10,  /* --timeout reached */
-    TTVM_EXIT_HALTED = 12,   /* guest halted with interrupts off */
+    TTVM_EXIT_HALTED = 12,   /* guest halted for good (nothing can wake it) */
     TTVM_EXIT_EMU_FAIL = 14, /* instruction the backend cannot execute */
     TTVM_EXIT_ERROR = 16,    /* internal or I/O failure */
     TTVM_EXIT_TRACE = 18,    /* trace missing, corrupt or incompatible */

@@ -49,7 +49,7 @@ static const char *stop_label(uint64_t kind)
     case VMM_STOP_EXIT: return "debug-exit";
     case VMM_STOP_SHUTDOWN: return "triple fault";
     case VMM_STOP_TIMEOUT: return "timeout";
-    case VMM_STOP_HALTED: return "halted with interrupts off";
+    case VMM_STOP_HALTED: return "halted for good";
     case VMM_STOP_EMU_FAIL: return "instruction could not be executed";
     case VMM_STOP_ERROR: return "error";
     case VMM_STOP_HOOK: return "stopped by the recorder";

@@ -58,7 +58,8 @@ static void usage(FILE *f)
         "                            process (`ttvm index --follow`), and "
         "wait for it\n"
         CMD_MACHINE_HELP
-        "\n" CMD_EXIT_HELP ", 18 trace\nnot writable.\n",
+        "\n" CMD_EXIT_HELP ",\n"
+        "18 trace cannot be written (exists without --force, disk full).\n",
         REC_DEFAULT_SNAPSHOT_INTERVAL_NS / 1e6,
         REC_DEFAULT_MAX_IRQ_LATENCY_NS / 1e6);
 }
