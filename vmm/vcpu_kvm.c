@@ -556,6 +556,15 @@ static int kvm_get_state(struct vcpu *cpu, struct vmm_cpu_state *s)
     return get_msrs(p, &s->msrs);
 }
 
+int vcpu_kvm_get_sync(struct vcpu *cpu, struct vmm_cpu_state *s)
+{
+    struct kvm_priv *p = P(cpu);
+    int rc = get_sync_part(p, s);
+    if (!rc)
+        s->regs.rip -= p->rip_adjust;
+    return rc;
+}
+
 static int set_sync_part(struct kvm_priv *p, const struct vmm_cpu_state *s)
 {
     struct kvm_sregs ks;
@@ -1153,10 +1162,16 @@ static int kvm_set_breakpoints(struct vcpu *cpu, const uint64_t *addr,
     struct kvm_priv *p = P(cpu);
     if (n > 4)
         return VMM_E_UNSUPPORTED;
+    bool same = n == p->nbp && (!n || !memcmp(p->bp, addr, n * sizeof *addr));
+    bool step = p->dbg_flags & KVM_GUESTDBG_SINGLESTEP;
     if (n)
         memcpy(p->bp, addr, n * sizeof *addr);
     p->nbp = n;
-    return set_debug(p, p->dbg_flags & KVM_GUESTDBG_SINGLESTEP);
+    /* set_debug skips the ioctl when the control flags stay the same:
+     * new addresses under the same flags must still reach KVM */
+    if (!same)
+        p->dbg_flags = 0xffffffffu;
+    return set_debug(p, step);
 }
 
 static int kvm_dirty_log(struct vcpu *cpu, uint64_t *bitmap)

@@ -69,6 +69,14 @@ int vmm_kvm_set_cpuid(int cpu_fd, const struct vmm_cpuid *t);
  * return on it). */
 void vmm_signal_install(int sig, void (*handler)(int));
 
+/* The registers, segment/control registers and pending events of a KVM
+ * vCPU (cpu->ops == &vcpu_kvm_ops) into s->regs, s->sregs, s->events, the
+ * rest of *s untouched: from the run page without an ioctl when
+ * KVM_CAP_SYNC_REGS is in use, so vcpu_kvmstep.c can read them before
+ * every single step.  At an I/O exit RIP is before the instruction, as
+ * vcpu_get_regs reports it.  0 or -errno. */
+int vcpu_kvm_get_sync(struct vcpu *cpu, struct vmm_cpu_state *s);
+
 /* What the probe measured about KVM exits (probe.c); see vcpu_kvm.c for
  * why it matters.  Cached per process. */
 struct vmm_kvm_quirks {
