@@ -12,6 +12,7 @@
 static const struct vcpu_ops *const backends[] = {
     &vcpu_kvm_ops,
     &vcpu_unicorn_ops,
+    &vcpu_kvmstep_ops,
 };
 
 const struct vcpu_ops *vcpu_ops_by_name(const char *name)

@@ -25,6 +25,7 @@ static const struct {
     { VMM_E_STATE, "malformed or incompatible CPU or device state" },
     { VMM_E_PAGING, "guest uses non-identity paging" },
     { VMM_E_ARG, "invalid argument" },
+    { VMM_E_NOSTEP, "this host cannot single-step the guest there" },
 };
 
 const char *vmm_strerror(int err)

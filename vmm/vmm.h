@@ -6,8 +6,9 @@
  *    snapshots and the trace use; its layout is part of the trace format and
  *    is documented in storage/FORMAT.md (it is stored as raw little-endian
  *    bytes, so every struct here has explicit padding and no pointers);
- *  - the CPU backend ops table (struct vcpu_ops: "kvm" and "unicorn"), which
- *    runs a vCPU over a guest RAM buffer the caller owns;
+ *  - the CPU backend ops table (struct vcpu_ops: "kvm", "unicorn" and
+ *    "kvm-step"), which runs a vCPU over a guest RAM buffer the caller
+ *    owns;
  *  - the machine (struct vmm): one RAM mapping, one vCPU, the device bus, the
  *    boot loaders, and the plain run loop used by `ttvm run` and, through
  *    its hooks, by the recorder.
@@ -37,6 +38,8 @@ enum {
     VMM_E_STATE = -5006,    /* malformed or incompatible CPU/device state */
     VMM_E_PAGING = -5007,   /* guest uses non-identity paging (Unicorn) */
     VMM_E_ARG = -5008,      /* invalid argument */
+    VMM_E_NOSTEP = -5009,   /* the host cannot single-step the guest here
+                               (kvm-step: CPL3 under kvm-pvm) */
 };
 
 /* Names an error returned by any vmm_ or vcpu_ function (or -errno).
@@ -265,7 +268,7 @@ struct vcpu_code_range {
 };
 
 struct vcpu_ops {
-    const char *name; /* "kvm", "unicorn" */
+    const char *name; /* "kvm", "unicorn", "kvm-step" */
     int (*init)(struct vcpu *cpu);
     void (*fini)(struct vcpu *cpu);
     int (*get_regs)(struct vcpu *cpu, struct vmm_regs *r);
@@ -315,8 +318,18 @@ struct vcpu_ops {
 
 extern const struct vcpu_ops vcpu_kvm_ops;
 extern const struct vcpu_ops vcpu_unicorn_ops;
+/* "kvm-step": exact positions on KVM by single-stepping (vcpu_kvmstep.c),
+ * for guests Unicorn cannot run (non-identity paging).  The contract
+ * above, at ~70 000 instructions/s, with these differences: a run where
+ * the host cannot single-step (vmm_host_probe: CPL3 under kvm-pvm), or
+ * an instruction returning there, fails with VMM_E_NOSTEP before it
+ * executes (exit.detail names the CPL and the host); write watchpoints
+ * see writes that change the watched bytes, read/access watchpoints are
+ * VMM_E_UNSUPPORTED; no code coverage. */
+extern const struct vcpu_ops vcpu_kvmstep_ops;
 
-/* Finds a backend by name ("kvm", "unicorn"); NULL when unknown. */
+/* Finds a backend by name ("kvm", "unicorn", "kvm-step"); NULL when
+ * unknown. */
 const struct vcpu_ops *vcpu_ops_by_name(const char *name);
 
 struct vcpu_config {
@@ -408,7 +421,8 @@ struct vmm; /* opaque */
 
 struct vmm_config {
     uint64_t mem_size;          /* bytes; multiple of 2 MiB, >= 2 MiB */
-    const char *backend;        /* "kvm" (default when NULL) or "unicorn" */
+    const char *backend;        /* "kvm" (default when NULL), "unicorn" or
+                                   "kvm-step" */
     int serial_out_fd;          /* UART TX: -1 = stdout */
     int serial_in_fd;           /* UART RX: -1 = no input */
     const struct vmm_host_ops *host; /* NULL = the real host */
