@@ -15,6 +15,7 @@
 
 struct info {
     char *guest, *cmdline, *argv, *host, *detail;
+    char *engine; /* index.engine: the replayer's engine (absent: unicorn) */
     uint64_t mem, kind, status, wall_ns, end_icount;
     bool have_final, indexed;
     struct store_stats s;
@@ -97,6 +98,7 @@ static int gather(struct store *st, struct info *in)
     store_meta_get_u64(st, "final.wall_ns", &in->wall_ns);
     store_meta_get_str(st, "final.detail", &in->detail);
     in->indexed = store_index_complete(st, &in->end_icount);
+    store_meta_get_str(st, "index.engine", &in->engine);
     in->snaps = calloc(in->s.snapshots ? in->s.snapshots : 1,
                        sizeof *in->snaps);
     if (!in->snaps)
@@ -200,8 +202,9 @@ static void print_text(const char *path, const struct info *in, bool list)
            ratio(s->page_versions - s->zero_pages, s->unique_pages));
     printf("on disk      %llu bytes\n", (unsigned long long)s->file_bytes);
     if (in->indexed)
-        printf("index        yes, %llu instructions\n",
-               (unsigned long long)in->end_icount);
+        printf("index        yes, %llu instructions (engine %s)\n",
+               (unsigned long long)in->end_icount,
+               in->engine ? in->engine : "unicorn");
     else
         printf("index        no (built on first replay, or `ttvm index`)\n");
 }
@@ -288,8 +291,9 @@ static void print_json(const char *path, const struct info *in, bool list)
     printf("  \"file_bytes\": %llu,\n", (unsigned long long)s->file_bytes);
     printf("  \"indexed\": %s", in->indexed ? "true" : "false");
     if (in->indexed)
-        printf(",\n  \"instructions\": %llu",
-               (unsigned long long)in->end_icount);
+        printf(",\n  \"instructions\": %llu,\n  \"index_engine\": \"%s\"",
+               (unsigned long long)in->end_icount,
+               in->engine ? in->engine : "unicorn");
     printf("\n}\n");
 }
 
@@ -345,6 +349,7 @@ int cmd_info(int argc, char **argv)
     store_close(st);
     free(in.snaps);
     free(in.guest);
+    free(in.engine);
     free(in.cmdline);
     free(in.argv);
     free(in.host);
