@@ -1,5 +1,6 @@
 /*
- * cmd_index.c — `ttvm index TRACE`: re-execute a recording under Unicorn,
+ * cmd_index.c — `ttvm index TRACE`: re-execute a recording under Unicorn
+ * (or, for a guest with non-identity paging, by KVM single steps),
  * store the instruction position of every event and snapshot, and check
  * the recording on the way (replay_index).  `--follow` indexes a trace
  * that another process is still recording (what `ttvm record --index`
@@ -24,8 +25,14 @@ static void usage(FILE *f)
             "trace, and\n"
             "checks every event's registers and every snapshot's state "
             "against the\n"
-            "replay.  Other commands index a trace on first use; this does "
-            "it ahead.\n\n"
+            "replay.  A guest with non-identity paging (which Unicorn cannot "
+            "run) is\n"
+            "indexed again by single steps on KVM (engine kvm-step, ~50-100k "
+            "instructions/s)\n"
+            "where the host can step its code (kvm-pvm: ring 0 only); `ttvm "
+            "info` names\n"
+            "the engine.  Other commands index a trace on first use; this "
+            "does it ahead.\n\n"
             "  --follow          the trace is still being recorded: index it "
             "as it is\n"
             "                    committed and write the index when it is "
@@ -35,11 +42,12 @@ static void usage(FILE *f)
             "exit status: 0 indexed, %d the replay diverged from the "
             "recording (the\n"
             "first difference is printed), %d the guest uses non-identity "
-            "paging\n(no exact replay engine), %d trace unreadable, %d other "
-            "failure.\n"
+            "paging and\nthis host cannot single-step it either (no exact "
+            "replay engine), %d trace\nunreadable, %d other failure.\n"
             "Environment: TTVM_ISNAP_INTERVAL = instructions between index "
             "snapshots\n"
-            "(default 33554432).\n",
+            "(default 33554432; 262144 on kvm-step); TTVM_INDEX_ENGINE="
+            "unicorn|kvm-step\nforces an engine.\n",
             TTVM_EXIT_DIVERGED, TTVM_EXIT_EMU_FAIL, TTVM_EXIT_TRACE,
             TTVM_EXIT_ERROR);
 }

@@ -30,6 +30,20 @@
  * at its last snapshot, so from there on the backend's dirty log tracks
  * what the rest of the run writes (the tail list).
  *
+ * The engine: Unicorn, unless the guest turns on non-identity paging
+ * (Unicorn 2.0.1 ignores page tables: VMM_E_PAGING); then the whole trace
+ * is indexed again from snapshot 0 by kvm-step, the backend that single-
+ * steps KVM (vcpu_kvmstep.c), and the index records which engine made it
+ * (meta key RP_META_ENGINE, "index.engine"): positions are the same unit
+ * on both (checked on traces both can run: tests/integration/
+ * replay_paging.sh), but only that engine can reach them there.  The
+ * same search finds kick points on it (breakpoint at the recorded RIP,
+ * registers and pages compared; kvm-step checks the breakpoint before
+ * every step); coverage windows are not kept; index snapshots come every
+ * 256 K instructions instead of 32 M, runs stop every 64 K for progress.
+ * Where the host cannot single-step the guest's code (CPL3 under
+ * kvm-pvm) the second try fails with REPLAY_E_PAGING and both reasons.
+ *
  * Following a recording (`ttvm record --index`): the trace is read as the
  * recorder commits it (a read-only handle sees each commit), the indexer
  * waits at the end of what is committed, and everything is written once
@@ -48,6 +62,10 @@
 #include "replayer/replayer_int.h"
 
 #define ISNAP_EVERY_DEFAULT (32ull << 20)
+/* kvm-step runs ~70 000 instructions/s: index snapshots every 256 K keep
+ * a goto within a few seconds, runs of 64 K let progress move */
+#define ISNAP_EVERY_KVMSTEP (256ull << 10)
+#define KVMSTEP_RUN_MAX (64ull << 10)
 #define FOLLOW_POLL_NS (20 * 1000 * 1000)
 #define SEARCH_STUCK_MAX 64 /* rounds of a search without moving on */
 #define COVER_EVERY (4ull << 20) /* instructions per coverage window */
@@ -102,6 +120,7 @@ struct rp_index {
     size_t words;
 
     uint64_t time_total, time_done; /* recorded run time, for progress */
+    const char *what;   /* progress label: "index" or "index (kvm-step)" */
     uint8_t prev_kind;  /* kind of the last event consumed */
     uint8_t pend_irq[16]; /* interrupts due here, not yet delivered */
     int npend;
@@ -276,9 +295,14 @@ static int progress(struct rp_index *ix, bool force)
     if (!force && dt < 0.1)
         return 0;
     ix->last_progress = now;
-    uint64_t total = ix->time_total > ix->time_done ? ix->time_total
-                                                    : ix->time_done;
-    if (o->progress(o->progress_ctx, "index", ix->time_done, total))
+    uint64_t done = ix->time_done;
+    uint64_t total = ix->time_total > done ? ix->time_total : done;
+    if (rp_kvmstep(ix->r)) { /* slow: events move it more often than
+                                snapshots' recorded times */
+        done = ix->r->ev_next;
+        total = ix->r->nev > done ? ix->r->nev : done;
+    }
+    if (o->progress(o->progress_ctx, ix->what, done, total))
         return rp_fail(ix->r, REPLAY_E_INTERRUPTED, "indexing cancelled");
     return 0;
 }
@@ -574,8 +598,16 @@ static int place_at_point(struct rp_index *ix)
  * first iteration)? */
 static bool rep_string_at(struct replay *r, uint64_t rip)
 {
-    const uint8_t *p = rip < r->ram_size ? r->ram + rip : NULL;
-    size_t left = p ? r->ram_size - rip : 0;
+    /* through the page tables: under kvm-step virtual is not physical */
+    struct vmm_cpu_state s;
+    uint64_t gpa = rip;
+    if (rp_kvmstep(r) && (vcpu_get_state(r->cpu, &s) ||
+                          vmm_gva_to_gpa(r->vm, &s.sregs, rip, false, &gpa)))
+        return false;
+    const uint8_t *p = gpa < r->ram_size ? r->ram + gpa : NULL;
+    size_t left = p ? RP_PAGE - gpa % RP_PAGE : 0;
+    if (!rp_kvmstep(r) && p)
+        left = r->ram_size - gpa;
     bool rep = false;
     for (size_t i = 0; i < left && i < 15; i++) {
         uint8_t b = p[i];
@@ -679,6 +711,10 @@ static int exit_error(struct rp_index *ix, int rc, const struct vcpu_exit *e,
                        "execute (%s): this trace cannot be replayed exactly",
                        (unsigned long long)r->pos,
                        (unsigned long long)r->ev_next, e->detail);
+    if (rc == VMM_E_NOSTEP) /* kvm-step, where the host cannot step */
+        return rp_fail(r, REPLAY_E_PAGING, "at icount %llu (event %llu): %s",
+                       (unsigned long long)r->pos,
+                       (unsigned long long)r->ev_next, e->detail);
     if (rc)
         return rp_fail(r, rc, "at icount %llu (event %llu): %s%s%s",
                        (unsigned long long)r->pos,
@@ -766,6 +802,8 @@ static int vrun(struct rp_index *ix, uint64_t limit, struct vcpu_exit *e)
         to = ix->cover_next;
     if (limit && r->pos + limit < to)
         to = r->pos + limit;
+    if (rp_kvmstep(r) && to > r->pos + KVMSTEP_RUN_MAX)
+        to = r->pos + KVMSTEP_RUN_MAX;
     if (to <= r->pos)
         to = r->pos + 1;
     struct vcpu_run_opts o = {.max_insns = to - r->pos};
@@ -1169,6 +1207,9 @@ static int write_index(struct rp_index *ix, const char *trace,
     for (uint32_t k = 0; !rc && k < r->nsnaps; k++)
         if ((rc = store_index_put_snapshot(r->st, k, r->snaps[k].icount)))
             rp_store_fail(r, rc, "writing the index");
+    if (!rc && (rc = store_meta_put_str(r->st, RP_META_ENGINE,
+                                        r->engine)))
+        rp_store_fail(r, rc, "writing the index");
     if (!rc && (rc = store_index_finish(r->st, r->end)))
         rp_store_fail(r, rc, "writing the index");
     return rc;
@@ -1271,14 +1312,16 @@ const char *rp_index_detail(void)
     return index_detail;
 }
 
-int rp_index_trace(const char *trace, const struct replay_opts *o,
-                   bool follow)
+/* One whole indexing run on engine. */
+static int index_once(const char *trace, const struct replay_opts *o,
+                      bool follow, const char *engine)
 {
     struct replay *r = calloc(1, sizeof *r);
     struct rp_index *ix = calloc(1, sizeof *ix);
     int rc = r && ix ? 0 : -ENOMEM;
     if (!rc) {
         r->path = (char *)trace;
+        r->engine = engine;
         r->ix = ix;
         ix->r = r;
         ix->o = o;
@@ -1287,7 +1330,9 @@ int rp_index_trace(const char *trace, const struct replay_opts *o,
         const char *env = getenv("TTVM_ISNAP_INTERVAL");
         ix->isnap_every = env ? strtoull(env, NULL, 0) : 0;
         if (!ix->isnap_every)
-            ix->isnap_every = ISNAP_EVERY_DEFAULT;
+            ix->isnap_every = rp_kvmstep(r) ? ISNAP_EVERY_KVMSTEP
+                                            : ISNAP_EVERY_DEFAULT;
+        ix->what = rp_kvmstep(r) ? "index (kvm-step)" : "index";
         ix->isnap_next = ix->isnap_every;
         clock_gettime(CLOCK_MONOTONIC, &ix->last_progress);
         rc = index_setup(ix, trace, o ? o->key : NULL);
@@ -1315,4 +1360,40 @@ int rp_index_trace(const char *trace, const struct replay_opts *o,
         free(r);
     }
     return rc;
+}
+
+/*
+ * Unicorn first (fast); a guest that turns on non-identity paging is
+ * indexed again from snapshot 0 on kvm-step, which single-steps it on KVM
+ * (correct, ~70 000 instructions/s) where the host can: one engine for
+ * the whole trace, named in the index (RP_META_ENGINE) so replays use it
+ * too.  TTVM_INDEX_ENGINE=unicorn|kvm-step forces one (tests compare the
+ * two on guests both can run).
+ */
+int rp_index_trace(const char *trace, const struct replay_opts *o,
+                   bool follow)
+{
+    const char *env = getenv("TTVM_INDEX_ENGINE");
+    const char *engine = RP_ENGINE_UNICORN;
+    if (env && !strcmp(env, RP_ENGINE_KVMSTEP))
+        engine = RP_ENGINE_KVMSTEP;
+    int rc = index_once(trace, o, follow, engine);
+    if (rc != REPLAY_E_PAGING || env)
+        return rc;
+    static __thread char first[sizeof index_detail];
+    memcpy(first, index_detail, sizeof first);
+    rc = index_once(trace, o, follow, RP_ENGINE_KVMSTEP);
+    if (!rc)
+        return 0;
+    /* the paging is the reason there was a second try: say both */
+    size_t n = strnlen(first, sizeof first - 1);
+    /* (the return value is looked at so that a long detail is cut) */
+    if (snprintf(first + n, sizeof first - n, "; the kvm-step engine "
+                 "(single steps on KVM) cannot replace it: %s",
+                 index_detail) < 0)
+        first[n] = '\0';
+    memcpy(index_detail, first, sizeof first);
+    return rc == -ENOMEM || rc == REPLAY_E_INTERRUPTED ||
+                   rc == REPLAY_E_DIVERGED || (rc <= -5100 && rc > -5200)
+               ? rc : REPLAY_E_PAGING;
 }

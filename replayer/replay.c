@@ -72,9 +72,29 @@ static int open_store(struct replay *r)
     return rc ? rp_fail(r, rc, "%s", store_error_detail(NULL)) : 0;
 }
 
+/* The engine the index was made with (RP_META_ENGINE; none: unicorn). */
+static int open_engine(struct replay *r)
+{
+    char *name = NULL;
+    r->engine = RP_ENGINE_UNICORN;
+    if (store_meta_get_str(r->st, RP_META_ENGINE, &name))
+        return 0;
+    int rc = 0;
+    if (!strcmp(name, RP_ENGINE_KVMSTEP))
+        r->engine = RP_ENGINE_KVMSTEP;
+    else if (strcmp(name, RP_ENGINE_UNICORN))
+        rc = rp_fail(r, REPLAY_E_NOINDEX, "%s was indexed with engine "
+                     "'%.32s', which this ttvm does not have: index it "
+                     "again", r->path, name);
+    free(name);
+    return rc;
+}
+
 static int open_setup(struct replay *r)
 {
     int rc = open_store(r);
+    if (!rc)
+        rc = open_engine(r);
     if (!rc)
         rc = rp_machine_create(r, false);
     if (!rc)
@@ -157,8 +177,7 @@ uint64_t replay_end(const struct replay *r)
 
 const char *replay_engine(const struct replay *r)
 {
-    (void)r;
-    return "unicorn";
+    return r->engine ? r->engine : RP_ENGINE_UNICORN;
 }
 
 void replay_interrupt(struct replay *r)

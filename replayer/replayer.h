@@ -68,8 +68,13 @@ void replay_close(struct replay *r);
 const char *replay_error_detail(const struct replay *r);
 
 /* Indexes a trace (ttvm index): re-executes it all under Unicorn, checks
- * every event's registers, stores positions.  Returns REPLAY_E_DIVERGED
- * with detail naming event index, icount and a register diff. */
+ * every event's registers, stores positions.  A guest that turns on
+ * non-identity paging is indexed again from the start on kvm-step (KVM
+ * single steps, ~70 000 instructions/s), and the index names its engine:
+ * replays use it too (replay_engine).  Returns REPLAY_E_DIVERGED with
+ * detail naming event index, icount and a register diff; REPLAY_E_PAGING
+ * when neither engine can run the guest here (the detail says why: e.g.
+ * CPL3 code under kvm-pvm, which cannot be single-stepped). */
 int replay_index(const char *trace, const struct replay_opts *o);
 
 uint64_t replay_icount(const struct replay *r);

@@ -31,9 +31,16 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "replayer/replayer.h"
 #include "storage/store.h"
+
+/* The exact engines (vmm backends), and the meta key naming the one an
+ * index was made with (absent: unicorn, as every index before it). */
+#define RP_ENGINE_UNICORN "unicorn"
+#define RP_ENGINE_KVMSTEP "kvm-step"
+#define RP_META_ENGINE "index.engine"
 
 #define RP_MAX_BREAKS 64
 #define RP_MAX_WATCHES 16
@@ -186,7 +193,8 @@ struct replay {
     struct replay_opts o;
     char detail[2048];
 
-    /* the machine: RAM, one Unicorn vCPU (I/O from the log) */
+    /* the machine: RAM, one vCPU of the engine (I/O from the log) */
+    const char *engine;    /* RP_ENGINE_*: the backend that made the index */
     struct vmm *vm;
     struct vcpu *cpu;
     uint8_t *ram;
@@ -295,8 +303,9 @@ int rp_fail(struct replay *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* store error with its detail */
 int rp_store_fail(struct replay *r, int err, const char *what);
-/* Machine from the trace's metadata; RAM loaded as of snapshot 0 when
- * load_ram (needs the snapshots loaded). */
+/* Machine from the trace's metadata, its vCPU on r->engine (unicorn when
+ * NULL); RAM loaded as of snapshot 0 when load_ram (needs the snapshots
+ * loaded). */
 int rp_machine_create(struct replay *r, bool load_ram);
 int rp_load_snapshot0(struct replay *r);
 
@@ -341,6 +350,12 @@ bool rp_watch_match(const struct replay *r, uint64_t addr, uint32_t len,
 void rp_call_begin(struct replay *r);
 void rp_call_end(struct replay *r);
 bool rp_interrupted(struct replay *r);
+
+/* Is the replay on kvm-step (single steps; virtual != physical)? */
+static inline bool rp_kvmstep(const struct replay *r)
+{
+    return r->engine && !strcmp(r->engine, RP_ENGINE_KVMSTEP);
+}
 
 /* ---- travel.c ---- */
 int rp_goto(struct replay *r, uint64_t icount);

@@ -206,6 +206,11 @@ int rp_arm(struct replay *r, enum rp_arm mode)
     if (!rc)
         rc = vcpu_set_hit_filter(r->cpu, mode == RP_ARM_LOG ? on_hit : NULL,
                                  r);
+    if (rc == VMM_E_UNSUPPORTED && rp_kvmstep(r))
+        return rp_fail(r, rc, "this trace is replayed by single steps on "
+                       "KVM (engine kvm-step: the guest uses non-identity "
+                       "paging), which sees writes only: read and access "
+                       "watchpoints are not supported");
     if (rc)
         return rp_fail(r, rc, "arming breakpoints/watchpoints: %s",
                        vmm_strerror(rc));

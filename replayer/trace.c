@@ -511,7 +511,7 @@ int rp_machine_create(struct replay *r, bool load_ram)
     }
     struct vmm_config cfg = {
         .mem_size = mem,
-        .backend = "unicorn",
+        .backend = r->engine ? r->engine : RP_ENGINE_UNICORN,
         .serial_out_fd = -1,
         .serial_in_fd = -1,
         .cpuid = cpuid,
@@ -519,8 +519,9 @@ int rp_machine_create(struct replay *r, bool load_ram)
     rc = vmm_create(&cfg, &r->vm);
     free(cpuid);
     if (rc)
-        return rp_fail(r, rc, "creating the replay machine (%llu MiB): %s",
-                       (unsigned long long)(mem >> 20), vmm_strerror(rc));
+        return rp_fail(r, rc, "creating the replay machine (%llu MiB, %s): "
+                       "%s", (unsigned long long)(mem >> 20), cfg.backend,
+                       vmm_strerror(rc));
     r->cpu = vmm_vcpu(r->vm);
     r->ram = vmm_ram(r->vm);
     r->ram_size = vmm_ram_size(r->vm);

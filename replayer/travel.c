@@ -159,6 +159,11 @@ static int may_hit(struct replay *r, uint64_t a, uint64_t b, bool *maybe,
     for (size_t i = 0; i < r->nwatch; i++)
         if (r->watches[i].kind & VCPU_WATCH_READ)
             return 0;
+    /* The write sets are guest-physical pages and watchpoints virtual
+     * addresses: the same under Unicorn (identity paging), not under
+     * kvm-step, where any page may alias a watched one. */
+    if (r->nwatch && rp_kvmstep(r))
+        return 0;
     bool code = false, data = false;
     uint64_t code_end = a;
     int rc = r->nbps ? rp_breaks_may_run(r, a, b, &code, &code_end) : 0;
