@@ -5,8 +5,9 @@
  * alias and reads the physical address directly.  Ring 0 only.
  *
  * Unicorn 2.0.1 ignores guest page tables (translation is identity), so
- * this guest cannot be replayed exactly; the replayer must detect it and
- * refuse clearly, never produce wrong states.  Kept out of GUEST_NAMES:
+ * this guest cannot be replayed there; the replayer must detect it and
+ * replay it by KVM single steps (kvm-step) or refuse clearly, never
+ * produce wrong states.  Kept out of GUEST_NAMES:
  * every test that runs each sample guest under Unicorn would fail on it
  * by design.  Output: "paging: alias 1 GiB -> 4 MiB: wrote 0x2222 through
  * it, read 0x2222 directly", exit value 0 (1 if the read differs).
