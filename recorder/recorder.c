@@ -270,38 +270,14 @@ static const struct vmm_io_ops rec_io = {
 static unsigned rep_done_len(struct rec *r, const struct vmm_regs *regs)
 {
     struct vmm_cpu_state st;
+    uint8_t b[15];
+    struct vmm_insn_prefix p;
     if (vcpu_get_state(r->cpu, &st))
         return 0;
-    const struct vmm_sregs *s = &st.sregs;
-    bool long64 = (s->efer & 0x400) && s->cs.l, op16 = !long64 && !s->cs.db;
-    bool rep = false, a67 = false;
-    uint64_t lin = long64 ? regs->rip : (uint32_t)(regs->rip + s->cs.base);
-    for (unsigned i = 0; i < 15; i++) {
-        uint64_t gpa;
-        const uint8_t *b;
-        if (vmm_gva_to_gpa(r->vm, s, lin + i, false, &gpa) ||
-            !(b = vmm_gpa_ptr(r->vm, gpa, 1)))
-            return 0;
-        if (*b == 0xf2 || *b == 0xf3) {
-            rep = true;
-        } else if (*b == 0x67) {
-            a67 = true;
-        } else if (*b == 0x66 || *b == 0xf0 || *b == 0x2e || *b == 0x36 ||
-                   *b == 0x3e || *b == 0x26 || *b == 0x64 || *b == 0x65 ||
-                   (long64 && (*b & 0xf0) == 0x40)) {
-            continue;
-        } else {
-            bool str = (*b >= 0xa4 && *b <= 0xa7) ||
-                       (*b >= 0xaa && *b <= 0xaf) ||
-                       (*b >= 0x6c && *b <= 0x6f);
-            unsigned asz = long64 ? (a67 ? 4 : 8) : (op16 != a67) ? 2 : 4;
-            uint64_t c = asz == 8 ? regs->rcx : asz == 4
-                                                    ? (uint32_t)regs->rcx
-                                                    : (uint16_t)regs->rcx;
-            return rep && str && c == 0 ? i + 1 : 0;
-        }
-    }
-    return 0;
+    unsigned n = vmm_code_read(r->vm, &st.sregs, regs->rip, b, sizeof b);
+    if (!vmm_insn_prefixes(b, n, &st.sregs, &p) || !p.str || !p.rep)
+        return 0;
+    return (regs->rcx & vmm_asz_mask(p.asz)) == 0 ? p.len + 1u : 0;
 }
 
 /* At a kick, window or injection point.  KVM's instruction emulator

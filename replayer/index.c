@@ -598,30 +598,14 @@ static int place_at_point(struct rp_index *ix)
  * first iteration)? */
 static bool rep_string_at(struct replay *r, uint64_t rip)
 {
-    /* through the page tables: under kvm-step virtual is not physical */
-    struct vmm_cpu_state s;
-    uint64_t gpa = rip;
-    if (rp_kvmstep(r) && (vcpu_get_state(r->cpu, &s) ||
-                          vmm_gva_to_gpa(r->vm, &s.sregs, rip, false, &gpa)))
+    struct vmm_cpu_state s; /* through the page tables: under kvm-step
+                               virtual is not physical */
+    uint8_t b[15];
+    struct vmm_insn_prefix p;
+    if (vcpu_get_state(r->cpu, &s))
         return false;
-    const uint8_t *p = gpa < r->ram_size ? r->ram + gpa : NULL;
-    size_t left = p ? RP_PAGE - gpa % RP_PAGE : 0;
-    if (!rp_kvmstep(r) && p)
-        left = r->ram_size - gpa;
-    bool rep = false;
-    for (size_t i = 0; i < left && i < 15; i++) {
-        uint8_t b = p[i];
-        if (b == 0xf3 || b == 0xf2)
-            rep = true;
-        else if (b == 0x66 || b == 0x67 || (b >= 0x40 && b <= 0x4f) ||
-                 b == 0x2e || b == 0x3e || b == 0x26 || b == 0x64 ||
-                 b == 0x65 || b == 0x36)
-            continue;
-        else
-            return rep && ((b >= 0xa4 && b <= 0xa7) || (b >= 0xaa && b <= 0xaf) ||
-                           (b >= 0x6c && b <= 0x6f));
-    }
-    return false;
+    unsigned n = vmm_code_read(r->vm, &s.sregs, rip, b, sizeof b);
+    return vmm_insn_prefixes(b, n, &s.sregs, &p) && p.str && p.rep;
 }
 
 /* Registers equal to the wanted ones except the rep counters, with more

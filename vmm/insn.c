@@ -12,6 +12,10 @@
  * GPA; the shortest such candidate wins (a redundant prefix in front of it
  * is the only case this can get wrong).  Results are cached by RIP with
  * the instruction bytes, so a loop costs one decode.
+ *
+ * Also the small helpers every backend shares to look at code before it
+ * runs: its linear address, its bytes through the page tables, and its
+ * prefixes (vmm_insn_prefixes, which tells string instructions apart).
  */
 #include <capstone/capstone.h>
 #include <stdio.h>
@@ -31,10 +35,66 @@ static bool code_bytes(const uint8_t *ram, uint64_t ram_size,
     return vmm_read_gva(ram, ram_size, s, lin, buf, len) == 0;
 }
 
-static uint64_t cs_linear(const struct vmm_sregs *s, uint64_t rip)
+uint64_t vmm_code_linear(const struct vmm_sregs *s, uint64_t rip)
 {
     bool long64 = (s->efer & 0x400) && s->cs.l;
     return long64 ? rip : (uint32_t)(rip + s->cs.base);
+}
+
+unsigned vmm_code_fetch(const uint8_t *ram, uint64_t ram_size,
+                        const struct vmm_sregs *s, uint64_t rip, uint8_t *b,
+                        unsigned n)
+{
+    uint64_t lin = vmm_code_linear(s, rip);
+    while (n && vmm_read_gva(ram, ram_size, s, lin, b, n))
+        n--; /* stop at the end of mapped memory */
+    return n;
+}
+
+static bool is_string_op(uint8_t op)
+{
+    return (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) ||
+           (op >= 0x6c && op <= 0x6f);
+}
+
+bool vmm_insn_prefixes(const uint8_t *b, size_t n, const struct vmm_sregs *s,
+                       struct vmm_insn_prefix *p)
+{
+    bool long64 = (s->efer & 0x400) && s->cs.l, op16 = !long64 && !s->cs.db;
+    bool o66 = false, a67 = false, rexw = false;
+    memset(p, 0, sizeof *p);
+    size_t i = 0;
+    for (; i < n; i++) {
+        uint8_t c = b[i];
+        if (c == 0x66)
+            o66 = true;
+        else if (c == 0x67)
+            a67 = true;
+        else if (c == 0xf2 || c == 0xf3)
+            p->rep = c;
+        else if (c == 0x2e || c == 0x36 || c == 0x3e || c == 0x26 ||
+                 c == 0x64 || c == 0x65)
+            p->seg = c;
+        else if (c == 0xf0)
+            continue; /* lock */
+        else if (long64 && (c & 0xf0) == 0x40)
+            rexw = c & 8; /* REX: only the last one counts */
+        else
+            break;
+    }
+    if (i >= n)
+        return false;
+    p->len = (uint8_t)i;
+    p->op = b[i];
+    p->asz = long64 ? (a67 ? 4 : 8) : (op16 != a67) ? 2 : 4;
+    unsigned osz = (op16 != o66) ? 2 : 4; /* without REX.W */
+    p->opsz = (uint8_t)(long64 && rexw ? 8 : osz);
+    p->str = is_string_op(p->op);
+    if (p->str) /* INS/OUTS move at most 4 bytes: REX.W does not widen */
+        p->esize = !(p->op & 1) ? 1
+                   : (p->op >= 0x6c && p->op <= 0x6f) ? (uint8_t)osz
+                                                      : p->opsz;
+    return true;
 }
 
 /* OUT imm8 / OUT DX forms ending at rip_after. */
@@ -43,7 +103,7 @@ static unsigned out_len(const uint8_t *ram, uint64_t ram_size,
                         uint16_t port, unsigned size)
 {
     uint8_t b[3];
-    uint64_t lin = cs_linear(s, r->rip);
+    uint64_t lin = vmm_code_linear(s, r->rip);
     if (lin < 3 || !code_bytes(ram, ram_size, s, lin - 3, b, 3))
         return 0;
     bool op16 = !s->cs.l && !s->cs.db; /* 16-bit code: 66 means 32 */
@@ -147,7 +207,7 @@ static unsigned mmio_len(const uint8_t *ram, uint64_t ram_size,
                          uint64_t gpa, unsigned size)
 {
     uint8_t b[15];
-    uint64_t lin = cs_linear(s, r->rip);
+    uint64_t lin = vmm_code_linear(s, r->rip);
     unsigned avail = 15;
     while (avail && (lin < avail ||
                      !code_bytes(ram, ram_size, s, lin - avail, b, avail)))
@@ -228,7 +288,7 @@ unsigned vmm_insn_len_before(const uint8_t *ram, uint64_t ram_size,
 {
     if (!is_mmio)
         return out_len(ram, ram_size, r, s, (uint16_t)port_or_gpa, size);
-    uint64_t lin = cs_linear(s, r->rip);
+    uint64_t lin = vmm_code_linear(s, r->rip);
     unsigned slot = (unsigned)(r->rip ^ (r->rip >> 6)) % CACHE_N;
     uint8_t cur[15];
     if (cache[slot].rip == r->rip && cache[slot].len && lin >= 15 &&

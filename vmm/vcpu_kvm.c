@@ -686,32 +686,13 @@ static bool str_decode(const uint8_t *b, unsigned n,
                        const struct vmm_sregs *s, bool in, unsigned size,
                        struct str_insn *o)
 {
-    bool long64 = (s->efer & 0x400) && s->cs.l, op16 = !long64 && !s->cs.db;
-    bool o66 = false, a67 = false, rep = false;
-    unsigned i = 0;
-    for (; i < n; i++) {
-        uint8_t c = b[i];
-        if (c == 0x66)
-            o66 = true;
-        else if (c == 0x67)
-            a67 = true;
-        else if (c == 0xf2 || c == 0xf3)
-            rep = true;
-        else if (c == 0xf0 || c == 0x2e || c == 0x36 || c == 0x3e ||
-                 c == 0x26 || c == 0x64 || c == 0x65 ||
-                 (long64 && (c & 0xf0) == 0x40))
-            continue; /* lock, segment override, REX (no effect here) */
-        else
-            break;
-    }
-    if (i >= n || (b[i] & 0xfe) != (in ? 0x6c : 0x6e))
+    struct vmm_insn_prefix p;
+    if (!vmm_insn_prefixes(b, n, s, &p) ||
+        (p.op & 0xfe) != (in ? 0x6c : 0x6e) || p.esize != size)
         return false;
-    unsigned esize = !(b[i] & 1) ? 1 : (op16 != o66) ? 2 : 4;
-    if (esize != size)
-        return false;
-    o->len = i + 1;
-    o->rep = rep;
-    o->asz = long64 ? (a67 ? 4 : 8) : (op16 != a67) ? 2 : 4;
+    o->len = p.len + 1u;
+    o->rep = p.rep != 0;
+    o->asz = p.asz;
     return true;
 }
 
@@ -720,11 +701,7 @@ static bool str_decode(const uint8_t *b, unsigned n,
 static unsigned code_at(struct vcpu *cpu, const struct vmm_sregs *s,
                         uint64_t rip, uint8_t *b, unsigned n)
 {
-    bool long64 = (s->efer & 0x400) && s->cs.l;
-    uint64_t lin = long64 ? rip : (uint32_t)(rip + s->cs.base);
-    while (n && vmm_read_gva(cpu->ram, cpu->ram_size, s, lin, b, n))
-        n--;
-    return n;
+    return vmm_code_fetch(cpu->ram, cpu->ram_size, s, rip, b, n);
 }
 
 /* The string instruction at rip, if it is one. */
@@ -737,11 +714,6 @@ static bool str_at(struct vcpu *cpu, const struct vmm_sregs *s, uint64_t rip,
         return false;
     o->rip = rip;
     return true;
-}
-
-static uint64_t asz_mask(unsigned asz)
-{
-    return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull;
 }
 
 /* An OUTS that ends right before rip (its last or only element done).
@@ -762,7 +734,7 @@ static bool str_before(struct vcpu *cpu, const struct vmm_sregs *s,
         if (!str_decode(b + avail - len, len, s, false, size, o) ||
             o->len != len)
             continue;
-        if (!o->rep || !(rcx & asz_mask(o->asz))) {
+        if (!o->rep || !(rcx & vmm_asz_mask(o->asz))) {
             o->rip = rip - len;
             return true;
         }
@@ -811,7 +783,7 @@ static bool str_exit(struct vcpu *cpu, bool write, uint16_t port,
                                    port, size);
     if ((!after && !out) ||
         (p->pio_rip == r->rip &&
-         ((p->pio_rcx - r->rcx) & asz_mask(o->asz)) == 1))
+         ((p->pio_rcx - r->rcx) & vmm_asz_mask(o->asz)) == 1))
         return true;
     if (after) {
         *o = done;
@@ -973,10 +945,7 @@ static int exit_emu_fail(struct vcpu *cpu, struct vcpu_exit *e)
     /* KVM's copy holds only the bytes its emulator fetched (often one):
      * prefer guest memory at RIP, read through the checked translator,
      * and keep KVM's bytes where memory cannot be read. */
-    uint64_t lin = regs.rip + ((s.efer & 0x400) && s.cs.l ? 0 : s.cs.base);
-    unsigned n = 15;
-    while (n && vmm_read_gva(cpu->ram, cpu->ram_size, &s, lin, e->emu.insn, n))
-        n--; /* stop at the end of mapped memory */
+    unsigned n = code_at(cpu, &s, regs.rip, e->emu.insn, 15);
     if (!n && p->emu_fail_bytes &&
         (r->emulation_failure.flags &
          KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {

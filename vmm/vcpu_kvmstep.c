@@ -187,7 +187,7 @@ static int arm_for(struct ks *ks, const struct ks_insn *in)
         if (likely[i] != in->vec)
             v[n++] = likely[i];
     return ks_arm_handlers(ks, &ks->pre.sregs,
-                           ks_linear(&ks->pre.sregs, ks->pre.regs.rip), v,
+                           vmm_code_linear(&ks->pre.sregs, ks->pre.regs.rip), v,
                            n);
 }
 
@@ -197,7 +197,7 @@ static int arm_for(struct ks *ks, const struct ks_insn *in)
  * fallback delivers and stops there)? */
 static bool at_handler_entry(struct ks *ks, const struct vmm_cpu_state *s)
 {
-    uint64_t lin = ks_linear(&s->sregs, s->regs.rip), a;
+    uint64_t lin = vmm_code_linear(&s->sregs, s->regs.rip), a;
     for (unsigned v = 0; v < 256; v++)
         if (ks_gate_target(ks, &s->sregs, v, &a) && a == lin)
             return true;
@@ -271,7 +271,7 @@ static int plain_step(struct ks *ks, const struct ks_insn *in,
         struct vmm_cpu_state post;
         if ((rc = vcpu_kvm_get_sync(ks->in, &post)))
             return rc;
-        if (ks_is_armed(ks, ks_linear(&post.sregs, post.regs.rip)))
+        if (ks_is_armed(ks, vmm_code_linear(&post.sregs, post.regs.rip)))
             return 0; /* it faulted: delivered, stopped at the handler */
         return ks_fail(e, VMM_E_KVM, "kvm-step: unexpected breakpoint exit "
                        "at rip %#llx", (unsigned long long)post.regs.rip);
@@ -390,9 +390,7 @@ static int step_once(struct ks *ks, uint64_t want, bool *skip_bp,
     if ((ks->nw && (rc = ks_watch_before(ks, in))) || (rc = arm_for(ks, in)))
         return rc;
     uint64_t pos = ks->icount, adv = 0;
-    uint64_t mask = in->asz == 8 ? ~0ull : in->asz == 4 ? 0xffffffffull
-                                                        : 0xffffull;
-    if (in->str && in->rep && (ks->pre.regs.rcx & mask))
+    if (in->str && in->rep && (ks->pre.regs.rcx & vmm_asz_mask(in->asz)))
         rc = ks_rep_step(ks, in, want, e, &adv);
     else
         rc = plain_step(ks, in, e, &adv);
@@ -441,7 +439,7 @@ static int ks_inject_irq(struct vcpu *cpu, uint8_t vector)
     int rc = vcpu_kvm_get_sync(ks->in, &ks->pre);
     if (rc)
         return rc;
-    uint64_t lin = ks_linear(&ks->pre.sregs, ks->pre.regs.rip), h;
+    uint64_t lin = vmm_code_linear(&ks->pre.sregs, ks->pre.regs.rip), h;
     if (!ks->host->hw_break_cpl0 ||
         (ks_gate_target(ks, &ks->pre.sregs, vector, &h) && h == lin))
         return VMM_E_UNSUPPORTED; /* cannot stop at the handler */
@@ -456,7 +454,7 @@ static int ks_inject_irq(struct vcpu *cpu, uint8_t vector)
         return rc;
     ks->rep_cont = false;
     if (ie.reason == VCPU_EXIT_BREAKPOINT &&
-        ks_is_armed(ks, ks_linear(&post.sregs, post.regs.rip)))
+        ks_is_armed(ks, vmm_code_linear(&post.sregs, post.regs.rip)))
         return 0;
     return ie.reason == VCPU_EXIT_SHUTDOWN ? 0 : VMM_E_UNSUPPORTED;
 }

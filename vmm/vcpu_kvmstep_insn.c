@@ -5,9 +5,9 @@
  *
  * Capstone gives the length and whether the instruction branches (a step
  * of a non-branch that does not end at the next instruction raised an
- * exception); a small prefix decoder of our own classifies the rest, as
- * vcpu_kvm.c's string I/O decoder does: string instructions with their
- * element and address sizes, IRET/RETF/SYSRET/SYSEXIT (which may enter
+ * exception); the prefixes (vmm_insn_prefixes, shared with the KVM
+ * backend and the recorder) and the opcode classify the rest: string
+ * instructions with their element and address sizes, IRET/RETF/SYSRET/SYSEXIT (which may enter
  * CPL3), and the vectors an instruction raises by design.  Guest bytes
  * are read through the page tables (vmm_read_gva), never outside RAM.
  */
@@ -41,11 +41,6 @@ static unsigned mode_of(const struct vmm_sregs *s)
     return s->cs.db ? 1 : 0;
 }
 
-uint64_t ks_linear(const struct vmm_sregs *s, uint64_t rip)
-{
-    return mode_of(s) == 2 ? rip : (uint32_t)(rip + s->cs.base);
-}
-
 static bool is_branch_id(unsigned id)
 {
     return id == X86_INS_SYSCALL || id == X86_INS_SYSENTER ||
@@ -73,46 +68,24 @@ static void decode_cs(struct ks *ks, struct ks_insn *d)
     cs_free(ci, 1);
 }
 
-/* Prefixes, then the opcode: string instructions, returns, vectors. */
-static void decode_own(struct ks_insn *d)
+/* Prefixes (vmm_insn_prefixes), then the opcode: string instructions,
+ * returns, vectors. */
+static void decode_own(struct ks_insn *d, const struct vmm_sregs *s)
 {
-    bool o66 = false, a67 = false, rexw = false;
-    unsigned i = 0;
-    for (; i < d->n; i++) {
-        uint8_t c = d->bytes[i];
-        if (c == 0x66)
-            o66 = true;
-        else if (c == 0x67)
-            a67 = true;
-        else if (c == 0xf2 || c == 0xf3)
-            d->rep = c;
-        else if (c == 0x2e || c == 0x36 || c == 0x3e || c == 0x26 ||
-                 c == 0x64 || c == 0x65)
-            d->seg = c;
-        else if (c == 0xf0)
-            continue;
-        else if (d->mode == 2 && (c & 0xf0) == 0x40)
-            rexw = c & 8; /* REX: only the last one counts */
-        else
-            break;
-    }
-    if (i >= d->n)
+    struct vmm_insn_prefix p;
+    if (!vmm_insn_prefixes(d->bytes, d->n, s, &p))
         return;
-    unsigned opsz = d->mode == 2 ? (rexw ? 8 : o66 ? 2 : 4)
-                  : d->mode == 1 ? (o66 ? 2 : 4) : (o66 ? 4 : 2);
-    d->asz = d->mode == 2 ? (a67 ? 4 : 8)
-           : d->mode == 1 ? (a67 ? 2 : 4) : (a67 ? 4 : 2);
-    d->opsz = (uint8_t)opsz;
-    uint8_t op = d->bytes[i];
+    unsigned i = p.len;
+    uint8_t op = p.op;
     uint8_t next = i + 1 < d->n ? d->bytes[i + 1] : 0;
     d->op = op;
-    if ((op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf)) {
-        d->str = true;
-        d->esize = (uint8_t)((op & 1) ? opsz : 1);
-    } else if (op >= 0x6c && op <= 0x6f) {
-        d->str = true;
-        d->esize = (uint8_t)((op & 1) ? (opsz == 8 ? 4 : opsz) : 1);
-    } else if (op == 0xcf) {
+    d->asz = p.asz;
+    d->opsz = p.opsz;
+    d->seg = p.seg;
+    d->str = p.str;
+    d->esize = p.esize;
+    d->rep = p.str ? p.rep : 0;
+    if (op == 0xcf) {
         d->ret = KS_RET_IRET;
     } else if (op == 0xca || op == 0xcb) {
         d->ret = KS_RET_FAR;
@@ -132,18 +105,16 @@ static void decode_own(struct ks_insn *d)
     } else if (op == 0xf4) {
         d->hlt = true;
     }
-    if (!d->str)
-        d->rep = 0;
 }
 
 const struct ks_insn *ks_decode(struct ks *ks, const struct vmm_sregs *s,
                                 uint64_t rip)
 {
     uint8_t b[15];
-    uint64_t lin = ks_linear(s, rip);
-    unsigned mode = mode_of(s), n = 15;
-    while (n && vmm_read_gva(ks->cpu->ram, ks->cpu->ram_size, s, lin, b, n))
-        n--; /* stop at the end of mapped memory */
+    uint64_t lin = vmm_code_linear(s, rip);
+    unsigned mode = mode_of(s);
+    unsigned n = vmm_code_fetch(ks->cpu->ram, ks->cpu->ram_size, s, rip, b,
+                                sizeof b);
     if (!n)
         return NULL;
     unsigned slot = (unsigned)((lin ^ (lin >> 9)) % KS_DECODE_CACHE);
@@ -158,7 +129,7 @@ const struct ks_insn *ks_decode(struct ks *ks, const struct vmm_sregs *s,
     d->vec = -1;
     memcpy(d->bytes, b, n);
     decode_cs(ks, d);
-    decode_own(d);
+    decode_own(d, s);
     ks->cache_used[slot] = true;
     return d;
 }

@@ -114,8 +114,6 @@ static inline struct ks *ks_of(struct vcpu *cpu) { return cpu->priv; }
 /* ---- vcpu_kvmstep_insn.c ---- */
 int ks_insn_init(struct ks *ks);
 void ks_insn_fini(struct ks *ks);
-/* Linear address of rip in the code segment of s. */
-uint64_t ks_linear(const struct vmm_sregs *s, uint64_t rip);
 /* The instruction at s's rip (cached, checked against the bytes).  NULL
  * when no byte of it can be read (unmapped, outside RAM). */
 const struct ks_insn *ks_decode(struct ks *ks, const struct vmm_sregs *s,

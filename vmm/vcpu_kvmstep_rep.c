@@ -27,11 +27,6 @@
 #define RF_DF (1ull << 10)
 #define RF_ZF (1ull << 6)
 
-static uint64_t asz_mask(unsigned asz)
-{
-    return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull;
-}
-
 /* RCX after `done` iterations with `left` to go, as the CPU writes it
  * (a 32-bit count zero-extends, a 16-bit one keeps the upper bits). */
 static uint64_t rcx_after(uint64_t rcx0, uint64_t left, uint64_t done,
@@ -83,7 +78,7 @@ static bool range_in_ram(struct ks *ks, const struct vmm_sregs *s,
                          uint64_t base, uint64_t reg, const struct ks_insn *in,
                          uint64_t n, bool down)
 {
-    uint64_t mask = asz_mask(in->asz), span = n * in->esize;
+    uint64_t mask = vmm_asz_mask(in->asz), span = n * in->esize;
     uint64_t a = reg & mask;
     uint64_t lo = down ? a - (span - in->esize) : a;
     bool lm = in->mode == 2;
@@ -153,7 +148,7 @@ static int rep_finish(struct ks *ks, const struct ks_insn *in, uint64_t c0,
                       uint64_t n, bool fault, struct vcpu_exit *e,
                       uint64_t *adv)
 {
-    uint64_t mask = asz_mask(in->asz);
+    uint64_t mask = vmm_asz_mask(in->asz);
     struct vmm_regs g;
     int rc = vcpu_get_regs(ks->in, &g);
     if (rc)
@@ -192,7 +187,7 @@ static int rep_stopped(struct ks *ks, const struct ks_insn *in, uint64_t c0,
     int rc = vcpu_get_regs(ks->in, &g);
     if (rc)
         return rc;
-    uint64_t left_now = g.rcx & asz_mask(in->asz);
+    uint64_t left_now = g.rcx & vmm_asz_mask(in->asz);
     uint64_t done = left_now <= n ? n - left_now : 0;
     g.rcx = rcx_after(ks->pre.regs.rcx, c0 - done, done, in->asz);
     ks->rep_cont = false;
@@ -204,7 +199,7 @@ static int rep_stopped(struct ks *ks, const struct ks_insn *in, uint64_t c0,
 int ks_rep_step(struct ks *ks, const struct ks_insn *in, uint64_t want,
                 struct vcpu_exit *e, uint64_t *adv)
 {
-    uint64_t mask = asz_mask(in->asz), c0 = ks->pre.regs.rcx & mask;
+    uint64_t mask = vmm_asz_mask(in->asz), c0 = ks->pre.regs.rcx & mask;
     uint64_t n = c0 < want ? c0 : want;
     if (n > KS_REP_MAX)
         n = KS_REP_MAX;

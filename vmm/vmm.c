@@ -155,6 +155,12 @@ int vmm_gva_to_gpa(struct vmm *vm, const struct vmm_sregs *s, uint64_t gva,
     return rc;
 }
 
+unsigned vmm_code_read(struct vmm *vm, const struct vmm_sregs *s,
+                       uint64_t rip, uint8_t *b, unsigned n)
+{
+    return vmm_code_fetch(vm->ram, vm->ram_size, s, rip, b, n);
+}
+
 int vmm_boot(struct vmm *vm, const void *img, size_t len,
              enum vmm_boot_mode mode, const char *cmdline,
              struct vmm_image_info *info)

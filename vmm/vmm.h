@@ -456,6 +456,45 @@ void *vmm_gpa_ptr(struct vmm *vm, uint64_t gpa, uint64_t len);
 int vmm_gva_to_gpa(struct vmm *vm, const struct vmm_sregs *s, uint64_t gva,
                    bool write, uint64_t *gpa);
 
+/* Up to n bytes of code at rip (CS-relative, through the page tables of
+ * s) into b: fewer where mapped RAM ends.  Returns how many. */
+unsigned vmm_code_read(struct vmm *vm, const struct vmm_sregs *s,
+                       uint64_t rip, uint8_t *b, unsigned n);
+
+/* ---- x86 instruction prefixes (insn.c) ---- */
+
+/* The linear address of rip in the code segment of s (no base in 64-bit
+ * mode, 32 bits wide outside it). */
+uint64_t vmm_code_linear(const struct vmm_sregs *s, uint64_t rip);
+
+/* What an instruction's legacy and REX prefixes say, in the code mode of
+ * the sregs it was decoded with: enough to tell a string instruction
+ * (MOVS CMPS STOS LODS SCAS INS OUTS) and how wide its steps are, which
+ * the KVM backend, the kvm-step backend, the recorder and the replayer
+ * all need without a full decoder. */
+struct vmm_insn_prefix {
+    uint8_t len;   /* prefix bytes: the opcode is the next byte */
+    uint8_t op;    /* that opcode byte (0x0f for a two-byte opcode) */
+    uint8_t rep;   /* the last F2/F3 prefix, or 0 */
+    uint8_t seg;   /* the last segment override prefix, or 0 */
+    uint8_t opsz;  /* operand size in bytes: 2, 4 or 8 */
+    uint8_t asz;   /* address size in bytes: 2, 4 or 8 */
+    bool str;      /* a string instruction; it ends at its opcode */
+    uint8_t esize; /* its element size in bytes (str) */
+};
+
+/* Decodes the prefixes of code b[0..n).  false when no opcode byte
+ * follows them within n. */
+bool vmm_insn_prefixes(const uint8_t *b, size_t n, const struct vmm_sregs *s,
+                       struct vmm_insn_prefix *p);
+
+/* The part of RCX, RSI and RDI a string instruction of address size asz
+ * (bytes) counts with. */
+static inline uint64_t vmm_asz_mask(unsigned asz)
+{
+    return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull;
+}
+
 /* ---- boot ---- */
 
 enum vmm_boot_mode { VMM_BOOT_AUTO = 0, VMM_BOOT_ELF64, VMM_BOOT_MULTIBOOT };

@@ -260,6 +260,12 @@ void vmm_format_regs(char *buf, size_t cap, const struct vmm_regs *r,
 
 /* ---- x86 helpers (insn.c) ---- */
 
+/* Up to n bytes of code at rip (CS-relative, through the page tables of
+ * s) into b, fewer where mapped RAM ends: how many (vmm_code_read). */
+unsigned vmm_code_fetch(const uint8_t *ram, uint64_t ram_size,
+                        const struct vmm_sregs *s, uint64_t rip, uint8_t *b,
+                        unsigned n);
+
 /* Length of the write instruction that ends at rip_after and caused a port
  * (is_mmio false: port, size) or MMIO (gpa, size) write exit, given the
  * registers after it.  0 when it cannot be determined. */
