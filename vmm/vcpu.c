@@ -202,6 +202,5 @@ int vcpu_irq_ready(struct vcpu *cpu)
     int rc = cpu->ops->get_state(cpu, &st);
     if (rc)
         return rc;
-    return (st.regs.rflags & 0x200) && !st.events.interrupt_shadow &&
-           !st.events.irq_pending;
+    return vcpu_state_irq_ready(&st);
 }

@@ -37,8 +37,6 @@
 
 #include "vmm/vcpu_kvmstep_int.h"
 
-#define RF_IF (1ull << 9)
-
 static const struct vcpu_run_opts one_step = {.single_step = true};
 
 int ks_fail(struct vcpu_exit *e, int err, const char *fmt, ...)
@@ -60,14 +58,12 @@ static const char *host_name(const struct ks *ks)
 
 /* ---- io callbacks of the inner vCPU ------------------------------------- */
 
+/* A failed callback (rc < 0) fails the step itself (ks_kvm_step). */
 static void io_note(struct ks *ks, int rc, bool mmio)
 {
-    ks->io_seen = true;
     ks->io_mmio = mmio;
     if (rc > 0)
         ks->io_stop = true;
-    else if (rc < 0)
-        ks->io_err = rc;
 }
 
 static int ks_pio(void *ctx, uint16_t port, unsigned size, bool write,
@@ -329,12 +325,6 @@ static int bp_hit(struct ks *ks, uint64_t rip)
     return ks->hit(ks->hit_ctx, &h);
 }
 
-static bool window_open(const struct ks *ks)
-{
-    return (ks->pre.regs.rflags & RF_IF) &&
-           !ks->pre.events.interrupt_shadow && !ks->pre.events.irq_pending;
-}
-
 static const struct ks_insn unreadable = {.branch = true, .vec = -1};
 
 /* Before the instruction: window, breakpoint, CPL.  e->reason set (or an
@@ -342,7 +332,7 @@ static const struct ks_insn unreadable = {.branch = true, .vec = -1};
 static int before_step(struct ks *ks, const struct ks_insn *in, bool cont,
                        bool *skip_bp, struct vcpu_exit *e)
 {
-    if (ks->window_on && window_open(ks)) {
+    if (ks->window_on && vcpu_state_irq_ready(&ks->pre)) {
         e->reason = VCPU_EXIT_IRQ_WINDOW;
         return 0;
     }
@@ -383,8 +373,7 @@ static int step_once(struct ks *ks, uint64_t want, bool *skip_bp,
     bool cont = ks->rep_cont && ks->pre.regs.rip == ks->rep_rip;
     if ((rc = before_step(ks, in, cont, skip_bp, e)) || e->reason)
         return rc;
-    ks->io_seen = ks->io_stop = false;
-    ks->io_err = 0;
+    ks->io_stop = false;
     ks->pre_cont = cont;
     ks->rep_cont = false;
     if ((ks->nw && (rc = ks_watch_before(ks, in))) || (rc = arm_for(ks, in)))
@@ -445,7 +434,8 @@ static int ks_inject_irq(struct vcpu *cpu, uint8_t vector)
         return VMM_E_UNSUPPORTED; /* cannot stop at the handler */
     int v[] = {vector, 14, 13, 8, 11, 10, 12};
     struct vcpu_exit ie;
-    if ((rc = ks_arm_handlers(ks, &ks->pre.sregs, lin, v, 7)) ||
+    if ((rc = ks_arm_handlers(ks, &ks->pre.sregs, lin, v,
+                              sizeof v / sizeof *v)) ||
         (rc = vcpu_inject_irq(ks->in, vector)) ||
         (rc = ks_kvm_step(ks, &ie)))
         return rc;
@@ -466,8 +456,7 @@ static int ks_irq_ready(struct vcpu *cpu)
     int rc = vcpu_kvm_get_sync(ks->in, &s);
     if (rc)
         return rc;
-    return (s.regs.rflags & RF_IF) && !s.events.interrupt_shadow &&
-           !s.events.irq_pending;
+    return vcpu_state_irq_ready(&s);
 }
 
 static int ks_request_irq_window(struct vcpu *cpu, bool on)

@@ -75,9 +75,8 @@ struct ks {
     /* the step in flight: io callbacks see pre.regs (vmm.h) */
     struct vmm_cpu_state pre; /* regs, sregs, events before it */
     bool in_step;
-    bool io_seen, io_stop, io_mmio;
+    bool io_stop, io_mmio; /* an io callback asked to stop; its kind */
     struct vcpu_exit io_exit;
-    int io_err;
 
     /* a rep stopped part way at rep_rip: its next iteration is not a new
      * instruction (a breakpoint there fired at the first) */

@@ -55,6 +55,12 @@ int vcpu_unicorn_emulate_one(struct vcpu *kvm_cpu, struct vcpu_exit *e);
  * no interrupt shadow, nothing already queued), 0 when not, <0 on error.
  * Cheap on KVM (read from the run page); other backends use get_state. */
 int vcpu_irq_ready(struct vcpu *cpu);
+/* The same question of a saved state. */
+static inline bool vcpu_state_irq_ready(const struct vmm_cpu_state *s)
+{
+    return (s->regs.rflags & 0x200) && !s->events.interrupt_shadow &&
+           !s->events.irq_pending;
+}
 
 /* ---- KVM (vcpu_kvm.c, probe.c) ---- */
 
