@@ -97,6 +97,12 @@ void cmd_machine_stop(struct cmd_machine *m);
 int cmd_exit_code(const struct vmm_run_result *res);
 /* Reports "ttvm PROG: MSG 'ARG'" and returns TTVM_EXIT_USAGE. */
 int cmd_usage_error(const char *prog, const char *msg, const char *arg);
+/* Reports a storage error on trace path in one line, "ttvm PROG: PATH:
+ * what is wrong", naming the trace once (storage's details of a failed
+ * open start with it already); detail may be NULL or "" (then
+ * store_strerror(rc)). */
+void cmd_trace_error(const char *prog, const char *path, int rc,
+                     const char *detail);
 /* Reads a whole regular file (*out malloc'd).  -errno on failure. */
 int cmd_read_file(const char *path, uint8_t **out, size_t *len);
 /* Reads a trace key: STORE_KEY_BYTES raw bytes or twice as many hex

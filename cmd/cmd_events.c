@@ -230,19 +230,6 @@ static int list(struct store *st, const struct events_args *a)
     return rc;
 }
 
-/* One line naming the trace once (details of a failed open start with
- * it already). */
-static void print_error(const char *path, int rc, const char *detail)
-{
-    size_t n = strlen(path);
-    if (!detail || !*detail)
-        fprintf(stderr, "ttvm events: %s: %s\n", path, store_strerror(rc));
-    else if (!strncmp(detail, path, n) && detail[n] == ':')
-        fprintf(stderr, "ttvm events: %s\n", detail);
-    else
-        fprintf(stderr, "ttvm events: %s: %s\n", path, detail);
-}
-
 int cmd_events(int argc, char **argv)
 {
     struct events_args a = { 0 };
@@ -252,12 +239,12 @@ int cmd_events(int argc, char **argv)
     struct store *st;
     int rc = store_open(a.trace, false, a.key, &st);
     if (rc) {
-        print_error(a.trace, rc, store_error_detail(NULL));
+        cmd_trace_error("events", a.trace, rc, store_error_detail(NULL));
         return TTVM_EXIT_TRACE;
     }
     rc = list(st, &a);
     if (rc)
-        print_error(a.trace, rc, store_error_detail(st));
+        cmd_trace_error("events", a.trace, rc, store_error_detail(st));
     store_close(st);
     return rc ? TTVM_EXIT_TRACE : TTVM_EXIT_OK;
 }

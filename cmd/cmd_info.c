@@ -125,19 +125,6 @@ static const struct store_snapshot_info *last_snap(const struct info *in)
 
 static double ratio(uint64_t a, uint64_t b) { return b ? (double)a / b : 0; }
 
-/* One line: "ttvm info: TRACE: what is wrong", naming the trace once (the
- * storage layer's details of a failed open start with it already). */
-static void print_error(const char *path, int rc, const char *detail)
-{
-    size_t n = strlen(path);
-    if (!detail || !*detail)
-        fprintf(stderr, "ttvm info: %s: %s\n", path, store_strerror(rc));
-    else if (!strncmp(detail, path, n) && detail[n] == ':')
-        fprintf(stderr, "ttvm info: %s\n", detail);
-    else
-        fprintf(stderr, "ttvm info: %s: %s\n", path, detail);
-}
-
 static void print_text(const char *path, const struct info *in, bool list)
 {
     const struct store_stats *s = &in->s;
@@ -335,13 +322,13 @@ int cmd_info(int argc, char **argv)
     struct store *st;
     int rc = store_open(path, false, key_file ? key : NULL, &st);
     if (rc) {
-        print_error(path, rc, store_error_detail(NULL));
+        cmd_trace_error("info", path, rc, store_error_detail(NULL));
         return TTVM_EXIT_TRACE;
     }
     struct info in = { 0 };
     rc = gather(st, &in);
     if (rc)
-        print_error(path, rc, store_error_detail(st));
+        cmd_trace_error("info", path, rc, store_error_detail(st));
     else if (json)
         print_json(path, &in, list);
     else

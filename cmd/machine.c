@@ -29,6 +29,18 @@ int cmd_usage_error(const char *prog, const char *msg, const char *arg)
     return TTVM_EXIT_USAGE;
 }
 
+void cmd_trace_error(const char *prog, const char *path, int rc,
+                     const char *detail)
+{
+    size_t n = strlen(path);
+    if (!detail || !*detail)
+        fprintf(stderr, "ttvm %s: %s: %s\n", prog, path, store_strerror(rc));
+    else if (!strncmp(detail, path, n) && detail[n] == ':')
+        fprintf(stderr, "ttvm %s: %s\n", prog, detail);
+    else
+        fprintf(stderr, "ttvm %s: %s: %s\n", prog, path, detail);
+}
+
 static int parse_boot(const char *s, enum vmm_boot_mode *mode)
 {
     if (!strcmp(s, "auto"))
