@@ -419,15 +419,8 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         stop_in_block(u, idx, UWHY_LIMIT);
         return;
     }
-    unsigned kind = u->cur->kind[idx];
-    if (kind & USITE_NOREPLAY) {
-        stop_in_block(u, idx, UWHY_NOREPLAY);
-        return;
-    }
-    if (kind & USITE_MSR) {
-        stop_in_block(u, idx, UWHY_MSR);
-        return;
-    }
+    /* A breakpoint is before its instruction: before the stops that
+     * execute it outside Unicorn (MSR access) or refuse it. */
     if (u->nbps && is_bp(u, addr)) {
         bool rep_again = idx == 0 && (u->cur->flags & UBLK_REP_FIRST) &&
                          u->last_insn == addr;
@@ -437,6 +430,15 @@ static void on_code(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
             stop_in_block(u, idx, UWHY_BREAK);
             return;
         }
+    }
+    unsigned kind = u->cur->kind[idx];
+    if (kind & USITE_NOREPLAY) {
+        stop_in_block(u, idx, UWHY_NOREPLAY);
+        return;
+    }
+    if (kind & USITE_MSR) {
+        stop_in_block(u, idx, UWHY_MSR);
+        return;
     }
     if ((kind & USITE_IO) &&
         !uni_io_allowed(u, u->cur->bytes + u->cur->off[idx],

@@ -74,6 +74,8 @@ SNIP(s_outs, "mov rcx, 3\n mov rsi, 0x6000\n mov edx, 0x80\n rep outsb\n"
 SNIP(s_cpuid, "mov eax, 0x40\n xor ecx, ecx\n cpuid\n hlt");
 /* RDTSC at index 2 */
 SNIP(s_rdtsc, "nop\n nop\n rdtsc\n hlt");
+/* EFER read and written back: MSR accesses run outside Unicorn */
+SNIP(s_msr, "mov ecx, 0xc0000080\n rdmsr\n wrmsr\n hlt");
 /* user code: int 0x80 (DPL3 interrupt gate), int 0x81 (IST1) */
 SNIP(s_int80, "mov eax, 7\n int 0x80\n hlt");
 SNIP(s_int81, "int 0x81\n hlt");
@@ -687,6 +689,26 @@ Test(unicorn, breakpoints_stop_before_and_resume)
     e = run_n(0);
     cr_assert_eq(e.reason, VCPU_EXIT_HLT);
     cr_assert_eq(e.icount, 3003);
+}
+
+Test(unicorn, breakpoints_on_msr_instructions)
+{
+    load(s_msr, s_msr_end);
+    uint64_t bp[2] = {CODE + 5, CODE + 7}; /* rdmsr, wrmsr */
+    cr_assert_eq(vcpu_set_breakpoints(cpu, bp, 2), 0);
+    struct vcpu_exit e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT);
+    cr_assert_eq(e.icount, 1);
+    cr_assert_eq(regs().rip, CODE + 5);
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_BREAKPOINT, "wrmsr: reason %d",
+                 e.reason);
+    cr_assert_eq(e.icount, 2);
+    cr_assert_eq(regs().rip, CODE + 7);
+    cr_assert_eq(regs().rax & 0x500, 0x500, "rdmsr ran: EFER.LME|LMA");
+    e = run_n(0);
+    cr_assert_eq(e.reason, VCPU_EXIT_HLT);
+    cr_assert_eq(e.icount, 4);
 }
 
 static void map_high_alias(uint64_t pml4)
