@@ -3,7 +3,9 @@
  * ticks, sleep, yield, exit, and the errors for a bad number and a bad
  * pointer.
  *
- * Parameters: sleep=N ticks to sleep (default 5).
+ * Parameters: sleep=N ticks to sleep (default 5); spin=N more getpid()
+ * calls in task 2, back to back (default 0: a stream of ring-3 software
+ * interrupts, for the recorder's kicks to land among).
  * Output (fixed for given parameters):
  *   syscalls: task 1 starting
  *   syscalls: [pid 1] getpid() = 1
@@ -61,9 +63,12 @@ static long task_one(void *arg)
 
 static long task_two(void *arg)
 {
+    uint64_t spin = *(const uint64_t *)arg;
     long pid = user_getpid();
 
-    (void)arg;
+    for (uint64_t i = 0; i < spin; i++)
+        if (user_getpid() != pid)
+            return 1;
     user_printf("syscalls: [pid %ld] getpid() = %ld, returning 7\n", pid, pid);
     return pid == 2 ? 7 : 1;
 }
@@ -71,12 +76,13 @@ static long task_two(void *arg)
 int guest_main(void)
 {
     uint64_t sleep = sdk_arg_u64("sleep", 5);
+    uint64_t spin = sdk_arg_u64("spin", 0);
     long a, b;
 
     sdk_printf("syscalls: task 1 starting\n");
     a = sdk_task_run(task_one, &sleep);
     sdk_printf("syscalls: task 1 exited with %ld\n", a);
-    b = sdk_task_run(task_two, NULL);
+    b = sdk_task_run(task_two, &spin);
     sdk_printf("syscalls: task 2 exited with %ld\n", b);
     sdk_printf("syscalls: %s\n", a == 42 && b == 7 ? "ok" : "FAILED");
     return a == 42 && b == 7 ? 0 : 1;

@@ -341,6 +341,8 @@ static int hook_exit(void *ctx, struct vmm *vm, const struct vcpu_exit *e,
          * an interrupt is injected here (hook_inject).  A kick that
          * neither snapshots nor injects changes nothing the guest can see,
          * so it needs no event. */
+        if (vcpu_after_user_soft_int(r->cpu))
+            break; /* no point to name here (vmm.h); a later kick is */
         if (snapshot_due(r)) {
             rc = log_point(r, STORE_EV_KICK, regs);
         } else {

@@ -204,3 +204,30 @@ int vcpu_irq_ready(struct vcpu *cpu)
         return rc;
     return vcpu_state_irq_ready(&st);
 }
+
+/* Under kvm-pvm guest ring-3 code runs natively and the exceptions it
+ * raises leave to the host first, which hands them to the (emulated)
+ * guest kernel at the next entry.  A kick that lands in between stops the
+ * vCPU after a software interrupt, RIP past it, CPL3, with the delivery
+ * still to come and not in KVM_GET_VCPU_EVENTS: a snapshot of that state
+ * resumes with the next instruction instead (`ttvm replay --verify` from
+ * one diverged at the next event), and a replay, like the hardware,
+ * delivers at once.  Faults leave RIP at the instruction, which raises
+ * them again, so only these traps matter.  The bytes before RIP are the
+ * test, for INT3 and INT n only (a ModRM byte F1, as in `add %rsi,%rcx`,
+ * made INT1 match one kick in four in a compute loop; INTO and INT1 are
+ * not what ring-3 code calls the kernel with): elsewhere, and on hosts
+ * that deliver in hardware, it only passes over an ordinary point now and
+ * then. */
+bool vcpu_after_user_soft_int(struct vcpu *cpu)
+{
+    struct vmm_cpu_state s;
+    uint8_t b[2];
+    int rc = cpu->ops == &vcpu_kvm_ops ? vcpu_kvm_get_sync(cpu, &s)
+                                       : cpu->ops->get_state(cpu, &s);
+    if (rc || s.sregs.cs.dpl != 3 || s.regs.rip < 2 ||
+        vmm_code_fetch(cpu->ram, cpu->ram_size, &s.sregs, s.regs.rip - 2, b,
+                       2) != 2)
+        return false;
+    return b[1] == 0xcc || b[0] == 0xcd; /* INT3, INT n */
+}

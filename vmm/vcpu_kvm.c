@@ -619,6 +619,11 @@ static int kvm_irq_ready(struct vcpu *cpu)
      * though it just said the window is open; believe the exit. */
     if (p->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN)
         return 1;
+    /* Kicked before the guest kernel got a ring-3 software interrupt
+     * (kvm-pvm, vcpu.c): an interrupt goes after that delivery, where the
+     * window exit it is waited for with comes. */
+    if (vcpu_after_user_soft_int(cpu))
+        return 0;
     return p->run->ready_for_interrupt_injection && p->run->if_flag;
 }
 

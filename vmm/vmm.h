@@ -378,6 +378,13 @@ int vcpu_set_hit_filter(struct vcpu *cpu, vcpu_hit_fn fn, void *ctx);
 int vcpu_coverage(struct vcpu *cpu, bool on);
 int vcpu_coverage_take(struct vcpu *cpu, struct vcpu_code_range **out,
                        size_t *n);
+/* Is the vCPU stopped right after a software interrupt (INT3, INT n) that
+ * guest ring-3 code executed?  Under kvm-pvm a kick can
+ * stop it there before the guest kernel has been given the interrupt,
+ * which no saved state carries and no instruction count names (vcpu.c):
+ * such a stop is no point to snapshot or inject at.  false when it cannot
+ * be told. */
+bool vcpu_after_user_soft_int(struct vcpu *cpu);
 
 /* ------------------------------------------------------------------------ */
 /* Host probe: what this machine's KVM can do.                               */

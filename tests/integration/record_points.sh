@@ -8,6 +8,10 @@
 #  - interrupts injected at I/O exits (after an IN, an OUT, a rep insb)
 #    carry the registers where they are delivered: the interrupt frame
 #    the replay builds holds their RIP, RFLAGS and RSP (irq_check); the
+#    recording verifies and indexes;
+#  - kicks among back-to-back ring-3 software interrupts (syscalls)
+#    snapshot and inject only at points the replay can name (under
+#    kvm-pvm a kick can land before the kernel got the interrupt): the
 #    recording verifies and indexes.
 set -u
 cd "$(dirname "$0")/../.."
@@ -95,6 +99,18 @@ record "$t" 1 "$TMP/irqspin64.elf" && {
         fail "irqspin: $(tail -1 "$t.irq")"
     timeout 300 "$BUILD/tests/tools/replay_check" events "$t" >"$t.ev" 2>&1 ||
         fail "irqspin: replay_check events: $(tail -3 "$t.ev")"
+}
+
+echo "== kicks among ring-3 software interrupts, a snapshot every millisecond"
+t=$TMP/spin
+record "$t" 1 "$G/syscalls.elf" --cmdline "sleep=2 spin=5000" \
+    --snapshot-interval 1 && {
+    echo "  $(json "$t" snapshots) snapshots, $(json "$t" kick) kicks"
+    verify "$t"
+    timeout 300 "$TTVM" index "$t" >"$t.ix" 2>&1 ||
+        fail "spin: index: $(tail -3 "$t.ix")"
+    timeout 300 "$BUILD/tests/tools/replay_check" events "$t" >"$t.ev" 2>&1 ||
+        fail "spin: replay_check events: $(tail -3 "$t.ev")"
 }
 
 finish "record points: snapshots, kicks and interrupts as expected"
