@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/vmm_testlib.h"
 #include "vmm/vmm_int.h"
 
 #define CODE 0x100000ull
@@ -95,21 +96,7 @@ static struct vmm_cpu_state start(const uint8_t *code, size_t n, int cpl)
     if (!vm)
         cr_skip_test("no /dev/kvm, or no single-step at CPL0 here");
     uint8_t *ram = vmm_ram(vm);
-    struct vmm_cpu_state st;
-    struct vmm_image_info info;
-    static uint8_t img[64];
-    uint32_t h[8] = {0x1BADB002, 0x10000, (uint32_t)-(0x1BADB002 + 0x10000),
-                     CODE, CODE, 0, 0, CODE + 32};
-    memset(img, 0, sizeof img);
-    memcpy(img, h, sizeof h);
-    cr_assert_eq(vmm_load(ram, vmm_ram_size(vm), img, sizeof img,
-                          VMM_BOOT_AUTO, "", true, &st, &info), 0);
-    st.sregs.cs.l = 1;
-    st.sregs.cs.db = 0;
-    st.sregs.cr0 = 0x80050033;
-    st.sregs.cr3 = VMM_BOOT_PML4;
-    st.sregs.cr4 = 0x620;
-    st.sregs.efer = 0x500;
+    struct vmm_cpu_state st = testlib_long_mode(ram, vmm_ram_size(vm), CODE);
     memset(ram + CODE, 0x90, 0x1000);
     memcpy(ram + CODE, code, n);
     ram[HANDLER + 2] = 0xf4;

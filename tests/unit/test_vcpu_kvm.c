@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/vmm_testlib.h"
 #include "vmm/vmm_int.h"
 
 #define CODE 0x100000ull
@@ -49,27 +50,12 @@ static void start(const uint8_t *code, size_t n, int cpl)
     if (!vm)
         cr_skip_test("no usable /dev/kvm");
     uint8_t *ram = vmm_ram(vm);
-    /* A valid ELF64 would do, but the loader's state is what we want:
-     * boot a one-byte image, then place the code. */
     struct vmm_cpu_state st;
     struct vmm_image_info info;
-    static uint8_t img[64 << 10];
-    memset(img, 0, sizeof img);
-    cr_assert_eq(vmm_load(ram, vmm_ram_size(vm), img, 0, VMM_BOOT_AUTO, "",
+    static const uint8_t empty[1];
+    cr_assert_eq(vmm_load(ram, vmm_ram_size(vm), empty, 0, VMM_BOOT_AUTO, "",
                           true, &st, &info), VMM_E_IMAGE);
-    /* build the VMM area through a tiny Multiboot a.out image */
-    uint32_t h[8] = { 0x1BADB002, 0x10000, (uint32_t)-(0x1BADB002 + 0x10000),
-                      CODE, CODE, 0, 0, CODE + 32 };
-    memcpy(img, h, sizeof h);
-    cr_assert_eq(vmm_load(ram, vmm_ram_size(vm), img, 64, VMM_BOOT_AUTO, "",
-                          true, &st, &info), 0, "%s", info.error);
-    /* switch to the ELF64 long-mode state on the same tables */
-    st.sregs.cs.l = 1;
-    st.sregs.cs.db = 0;
-    st.sregs.cr0 = 0x80050033;
-    st.sregs.cr3 = VMM_BOOT_PML4;
-    st.sregs.cr4 = 0x620;
-    st.sregs.efer = 0x500;
+    st = testlib_long_mode(ram, vmm_ram_size(vm), CODE);
     memcpy(ram + CODE, code, n);
     uint64_t pde = (16ull << 20) | 0xe7; /* map the MMIO page past RAM */
     memcpy(ram + VMM_BOOT_PML4 + 0x2000 + 8 * 8, &pde, 8);
